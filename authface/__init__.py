@@ -1,0 +1,27 @@
+"""AuthFace: diffusion-based face restoration.
+
+Nothing heavy happens at import: torch/diffusers are imported when a name that needs them is first used.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+__version__ = "0.1.0"
+
+_LAZY = {
+    "AuthFacePipeline": "authface.pipeline",
+    "AuthFacePipelineOutput": "authface.pipeline",
+    "FaceRestorer": "authface.restorer",
+    "load_pipeline": "authface.models.loading",
+    "RestoreConfig": "authface.config",
+    "load_config": "authface.config",
+}
+
+__all__ = ["__version__", *_LAZY]
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'authface' has no attribute {name!r}")

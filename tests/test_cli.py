@@ -1,0 +1,165 @@
+"""`authface restore` end to end on the tiny random model folder, with good and bad files mixed."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from authface.cli import main
+
+FAST = ["--set", "face.crop_size=64", "--steps", "2", "--batch-size", "3"]
+
+
+def _records(out):
+    lines = (out / "manifest.jsonl").read_text().splitlines()
+    return [json.loads(line) for line in lines]
+
+
+@pytest.fixture(scope="module")
+def photo_dir(tmp_path_factory, astronaut):
+    """Photos with a face in many encodings, a photo without a face, and every kind of bad file."""
+    from skimage import data
+
+    d = tmp_path_factory.mktemp("photos")
+    img = Image.fromarray(astronaut)
+    img.save(d / "astronaut.jpg", quality=95)
+    img.convert("RGBA").save(d / "rgba.png")
+    img.convert("L").save(d / "gray.png")
+    img.convert("CMYK").save(d / "cmyk.jpg")
+    img.convert("P", palette=Image.Palette.ADAPTIVE).save(d / "palette.png")
+    Image.fromarray((astronaut[..., 0].astype(np.uint16) * 257)).save(d / "sixteen.png")
+    sub = d / "nested"
+    sub.mkdir()
+    rotated = img.transpose(Image.Transpose.ROTATE_90)  # stored rotated, EXIF says how to turn it upright
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    rotated.save(sub / "exif_rotated.jpg", exif=exif.tobytes())
+    frames = [img, Image.fromarray(astronaut[::-1].copy())]
+    frames[0].save(d / "animated.gif", save_all=True, append_images=frames[1:], duration=100)
+    Image.fromarray(data.coffee()).save(d / "no_face.png")  # a cup of coffee: no face
+    # bad files
+    (d / "zero.jpg").write_bytes(b"")
+    good = (d / "astronaut.jpg").read_bytes()
+    (d / "truncated.jpg").write_bytes(good[: len(good) // 3])
+    (d / "corrupt.png").write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 4)
+    (d / "text.jpg").write_text("this is not an image\n")
+    Image.new("RGB", (1200, 1000)).save(d / "bomb.png")  # refused with --max-pixels 1000000
+    (d / "notes.txt").write_text("not an image name: ignored by folder discovery")
+    return d
+
+
+BAD = {"zero.jpg", "truncated.jpg", "corrupt.png", "text.jpg", "bomb.png"}
+GOOD_FACES = {"astronaut.jpg", "rgba.png", "gray.png", "cmyk.jpg", "palette.png", "sixteen.png",
+              "nested/exif_rotated.jpg", "animated.gif"}
+
+
+def test_restore_folder_mixed_good_and_bad(tiny_model_dir, photo_dir, tmp_path, capsys):
+    out = tmp_path / "out"
+    rc = main(["restore", str(photo_dir), "-o", str(out), "--model", str(tiny_model_dir), "--max-pixels", "1000000",
+               *FAST])
+    err = capsys.readouterr().err
+    assert rc == 1  # some inputs failed
+    # every bad file named exactly once, with a reason
+    for name in BAD:
+        assert len(re.findall(rf"FAILED \S*{re.escape(name)}: \S", err)) == 1, (name, err)
+    assert re.search(r"bomb.png: .*1,000,000", err)  # the refused size names the limit
+    assert "no face found in" in err and "no_face.png" in err
+    summary = [line for line in err.splitlines() if "photo(s):" in line]
+    assert len(summary) == 1
+    assert "14 photo(s): 8 restored, 1 copied (no face), 0 skipped (no face), 0 already done, 5 failed" in summary[0]
+
+    recs = _records(out)
+    assert recs[0]["type"] == "run" and recs[0]["config"]["sampler"]["steps"] == 2
+    photos = {r["input"].split(str(photo_dir) + "/")[1]: r for r in recs if r["type"] == "photo"}
+    assert set(photos) == GOOD_FACES | BAD | {"no_face.png"}
+    for name in GOOD_FACES:
+        r = photos[name]
+        assert r["status"] == "restored", (name, r)
+        assert len(r["faces"]) == 1 and len(r["faces"][0]["box"]) == 4 and len(r["faces"][0]["landmarks"]) == 5
+        assert isinstance(r["faces"][0]["seed"], int) and r["timings"]["restore_s"] >= 0
+        w, h = Image.open(r["output"]).size
+        assert [w, h] == r["size"] == [512, 512], name
+    for name in BAD:
+        assert photos[name]["status"] == "failed" and photos[name]["error"]
+    assert photos["no_face.png"]["status"] == "copied"
+    assert (out / "no_face.png").read_bytes() == (photo_dir / "no_face.png").read_bytes()
+    # outputs keep the input's extension and folder structure; unwritable formats become png
+    assert (out / "nested" / "exif_rotated.jpg").is_file() and (out / "animated.png").is_file()
+    with Image.open(out / "rgba.png") as im:
+        assert im.mode == "RGBA"  # transparency kept
+    # nothing was written for bad inputs and no temporary files remain
+    assert not any(p.name.startswith("zero") for p in out.iterdir())
+    assert not [p for p in out.rglob("*") if p.suffix in (".tmp", ".part") or p.name.startswith(".tmp")]
+
+    # re-running skips everything done; the bad files are tried again and still fail
+    rc = main(["restore", str(photo_dir), "-o", str(out), "--model", str(tiny_model_dir), "--max-pixels", "1000000",
+               *FAST])
+    err = capsys.readouterr().err
+    assert rc == 1 and "0 restored" in err and "9 already done" in err and "5 failed" in err
+
+
+def test_restore_good_folder_rerun_and_upscale(tiny_model_dir, astronaut, tmp_path, capsys):
+    src = tmp_path / "in"
+    src.mkdir()
+    Image.fromarray(astronaut).save(src / "a.png")
+    Image.fromarray(np.ascontiguousarray(astronaut[:, ::-1])).save(src / "b.jpg")
+    out = tmp_path / "out"
+    assert main(["restore", str(src), "-o", str(out), "--model", str(tiny_model_dir), "--upscale", "2", "--save-faces",
+                 *FAST]) == 0
+    assert Image.open(out / "a.png").size == (1024, 1024) and Image.open(out / "b.jpg").size == (1024, 1024)
+    assert (out / "faces" / "a_00_cmp.png").is_file()
+    before = (out / "a.png").read_bytes()
+    assert main(["restore", str(src), "-o", str(out), "--model", str(tiny_model_dir), *FAST]) == 0
+    assert "2 already done" in capsys.readouterr().err
+    assert (out / "a.png").read_bytes() == before
+    # --overwrite redoes them, reproducibly (same seeds -> same bytes)
+    assert main(["restore", str(src), "-o", str(out), "--model", str(tiny_model_dir), "--upscale", "2",
+                 "--overwrite", *FAST]) == 0
+    assert (out / "a.png").read_bytes() == before
+
+
+def test_output_never_overwrites_input(tiny_model_dir, astronaut, tmp_path, capsys):
+    Image.fromarray(astronaut).save(tmp_path / "a.png")
+    rc = main(["restore", str(tmp_path / "a.png"), "-o", str(tmp_path), "--model", str(tiny_model_dir), *FAST])
+    assert rc == 2 and "would overwrite an input" in capsys.readouterr().err
+    assert Image.open(tmp_path / "a.png").size == (512, 512)
+
+
+def test_skip_no_face_and_aligned_mode(tiny_model_dir, astronaut, tmp_path, capsys):
+    from skimage import data
+
+    src = tmp_path / "in"
+    src.mkdir()
+    Image.fromarray(data.coffee()).save(src / "cup.png")
+    Image.fromarray(np.ascontiguousarray(astronaut[60:190, 155:285])).save(src / "crop.png")  # 130x130 face crop
+    out = tmp_path / "out"
+    assert main(["restore", str(src / "cup.png"), "-o", str(out), "--model", str(tiny_model_dir), "--skip-no-face",
+                 *FAST]) == 0
+    assert not (out / "cup.png").exists()
+    assert main(["restore", str(src / "crop.png"), "-o", str(out), "--model", str(tiny_model_dir), "--aligned",
+                 *FAST]) == 0
+    assert Image.open(out / "crop.png").size == (130, 130)
+
+
+def test_config_errors_exit_2_with_suggestion(tmp_path, capsys):
+    rc = main(["restore", str(tmp_path), "-o", str(tmp_path / "o"), "--set", "sampler.stpes=3"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "sampler.steps" in err
+
+
+def test_missing_input_exit_2(tmp_path, capsys):
+    rc = main(["restore", str(tmp_path / "nope"), "-o", str(tmp_path / "o")])
+    assert rc == 2 and "nope" in capsys.readouterr().err
+
+
+def test_offline_hub_model_error_says_how_to_pass_local(tmp_path, astronaut, capsys):
+    Image.fromarray(astronaut).save(tmp_path / "a.png")
+    rc = main(["restore", str(tmp_path / "a.png"), "-o", str(tmp_path / "o"), "--model", "someone/not-cached-model"])
+    err = capsys.readouterr().err
+    assert rc == 2
+    assert "someone/not-cached-model" in err and "HF_HUB_OFFLINE" in err and "--model /path/to/folder" in err
+    assert "single-file" in err

@@ -1,0 +1,63 @@
+from __future__ import annotations
+
+import pytest
+
+from authface.config import ConfigError, RestoreConfig, all_keys, load_config
+
+
+def test_defaults_file_then_overrides(tmp_path):
+    f = tmp_path / "c.yaml"
+    f.write_text("sampler:\n  steps: 30\n  strength: 0.5\nface:\n  upscale: 2\n")
+    cfg = load_config(RestoreConfig, f, ["sampler.steps=12", "face.max_faces=3", "model.lora=null"])
+    assert cfg.sampler.steps == 12 and cfg.sampler.strength == 0.5 and cfg.face.upscale == 2
+    assert cfg.face.max_faces == 3 and cfg.model.lora is None
+    assert cfg.sampler.guidance_scale == RestoreConfig().sampler.guidance_scale
+
+
+@pytest.mark.parametrize(
+    "override, suggestion",
+    [("sampler.stpes=3", "sampler.steps"), ("face.upscal=2", "face.upscale"), ("stpes=3", "sampler.steps")],
+)
+def test_unknown_keys_suggest_closest(override, suggestion):
+    with pytest.raises(ConfigError, match=f"did you mean '{suggestion}'"):
+        load_config(RestoreConfig, None, [override])
+
+
+def test_unknown_key_in_file_names_file(tmp_path):
+    f = tmp_path / "c.yaml"
+    f.write_text("sampler:\n  stepz: 3\n")
+    with pytest.raises(ConfigError, match=r"c\.yaml.*sampler\.steps"):
+        load_config(RestoreConfig, f)
+
+
+@pytest.mark.parametrize(
+    "override, match",
+    [
+        ("sampler.steps=abc", "integer"),
+        ("sampler.steps=2.5", "integer"),
+        ("sampler.strength=0", r"\(0, 1\]"),
+        ("face.crop_size=100", "multiple of 8"),
+        ("sampler.color_fix=sepia", "wavelet"),
+        ("io.overwrite=maybe", "true or false"),
+        ("sampler=3", "mapping"),
+        ("nonsense", "key=value"),
+    ],
+)
+def test_bad_values(override, match):
+    with pytest.raises(ConfigError, match=match):
+        load_config(RestoreConfig, None, [override])
+
+
+def test_all_keys_lists_leaves():
+    keys = all_keys(RestoreConfig)
+    assert "sampler.steps" in keys and "face.crop_size" in keys and "model" not in keys
+
+
+def test_shipped_configs_load():
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1] / "configs" / "restore"
+    files = sorted(root.glob("*.yaml"))
+    assert files, "configs/restore/*.yaml missing"
+    for f in files:
+        load_config(RestoreConfig, f)
