@@ -74,7 +74,7 @@ class SamplerConfig:
     prompt: str = "a high quality, sharp, detailed photograph of a face"
     negative_prompt: str = "blurry, lowres, noise, jpeg artifacts, deformed, painting, cartoon, oversmoothed"
     scheduler: str = "default"
-    """default (the model's own) | ddim | dpm++ | unipc | euler | euler_a | pndm."""
+    """default (the model's own) | ddim | dpm++ | unipc | euler | euler_a."""
     color_fix: str = "wavelet"
     """none | wavelet | adain: match the restored face's colours to the input face."""
     seed: int = 0
@@ -280,7 +280,7 @@ _CHOICES = {
     "model.dtype": ("auto", "float32", "float16", "bfloat16", "fp32", "fp16", "bf16"),
     "model.offload": ("none", "model", "sequential"),
     "model.attention": ("auto", "sdpa", "xformers"),
-    "sampler.scheduler": ("default", "ddim", "dpm++", "unipc", "euler", "euler_a", "pndm"),
+    "sampler.scheduler": ("default", "ddim", "dpm++", "unipc", "euler", "euler_a"),
     "sampler.color_fix": ("none", "wavelet", "adain"),
     "face.detector": ("dlib", "dlib-mmod", "yunet", "insightface"),
 }

@@ -28,7 +28,6 @@ SCHEDULERS = {
     "unipc": "UniPCMultistepScheduler",
     "euler": "EulerDiscreteScheduler",
     "euler_a": "EulerAncestralDiscreteScheduler",
-    "pndm": "PNDMScheduler",
 }
 
 
