@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from diffusers import AutoencoderKL, ControlNetModel, DiffusionPipeline, UNet2DConditionModel
+from diffusers import AutoencoderKL, AutoencoderTiny, ControlNetModel, DiffusionPipeline, UNet2DConditionModel
 from diffusers.loaders import StableDiffusionLoraLoaderMixin
 from diffusers.schedulers import KarrasDiffusionSchedulers
 from diffusers.utils import BaseOutput
@@ -21,16 +21,18 @@ from transformers import CLIPTextModel, CLIPTokenizer
 
 from . import io
 from .colorfix import COLOR_FIXES, apply_color_fix
-from .guidance import Guidance, GuidanceContext, apply_guidance
+from .guidance import Guidance, GuidanceContext, apply_guidance, final_values
 
 
 @dataclass
 class AuthFacePipelineOutput(BaseOutput):
     """``images``: uint8 RGB (B, H, W, 3) for output_type "np", [-1, 1] RGB (B, 3, H, W) for "pt", latents for
-    "latent". ``guidance_log``: per image, the records of every guidance step that ran (name, step, t, value)."""
+    "latent". ``guidance_log``: per image, the records of every guidance step that ran (name, step, t, value).
+    ``guidance_final``: per image, each guidance's objective on the final clean latent (name -> value)."""
 
     images: np.ndarray | torch.Tensor
     guidance_log: list[list[dict]]
+    guidance_final: list[dict]
 
 
 class AuthFacePipeline(DiffusionPipeline, StableDiffusionLoraLoaderMixin):
@@ -38,11 +40,13 @@ class AuthFacePipeline(DiffusionPipeline, StableDiffusionLoraLoaderMixin):
 
     Components: ``vae`` (AutoencoderKL), ``text_encoder`` (CLIPTextModel), ``tokenizer`` (CLIPTokenizer), ``unet``
     (UNet2DConditionModel), ``controlnet`` (ControlNetModel, conditioned on the degraded crop in [0, 1]) and
-    ``scheduler`` (any diffusers scheduler). Save/load with ``save_pretrained`` / ``from_pretrained``.
+    ``scheduler`` (any diffusers scheduler). Optional ``guidance_decoder``: a cheap decoder (e.g. an
+    ``AutoencoderTiny`` such as madebyollin/taesd) that guidance may decode through instead of the full VAE.
+    Save/load with ``save_pretrained`` / ``from_pretrained``.
     """
 
     model_cpu_offload_seq = "text_encoder->controlnet->unet->vae"
-    _optional_components: list[str] = []
+    _optional_components: list[str] = ["guidance_decoder"]
 
     def __init__(
         self,
@@ -52,11 +56,13 @@ class AuthFacePipeline(DiffusionPipeline, StableDiffusionLoraLoaderMixin):
         unet: UNet2DConditionModel,
         controlnet: ControlNetModel,
         scheduler: KarrasDiffusionSchedulers,
+        guidance_decoder: AutoencoderTiny | None = None,
     ):
         super().__init__()
         self.register_modules(
-            vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet, controlnet=controlnet, scheduler=scheduler
-        )
+            vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet, controlnet=controlnet,
+            scheduler=scheduler, guidance_decoder=guidance_decoder,
+        )  # fmt: skip
         self.vae_scale_factor = 2 ** (len(self.vae.config.block_out_channels) - 1)
         self._prompt_cache: dict = {}
 
@@ -153,6 +159,17 @@ class AuthFacePipeline(DiffusionPipeline, StableDiffusionLoraLoaderMixin):
         """Scaled latents (B, 4, h, w) -> [-1, 1] RGB (B, 3, H, W); differentiable."""
         return self.vae.decode(latents.to(self.vae.dtype) / self.vae.config.scaling_factor, return_dict=False)[0]
 
+    def decode_latents_tiny(self, latents: torch.Tensor) -> torch.Tensor:
+        """Scaled latents -> [-1, 1] RGB through the cheap ``guidance_decoder``; differentiable."""
+        dec = self.guidance_decoder
+        return dec.decode(latents.to(dec.dtype) / dec.config.scaling_factor, return_dict=False)[0]
+
+    def guidance_decoders(self) -> dict:
+        decoders = {"vae": self.decode_latents}
+        if getattr(self, "guidance_decoder", None) is not None:
+            decoders["tiny"] = self.decode_latents_tiny
+        return decoders
+
     # ------------------------------------------------------------------ sampling
     @torch.no_grad()
     def __call__(
@@ -189,21 +206,21 @@ class AuthFacePipeline(DiffusionPipeline, StableDiffusionLoraLoaderMixin):
         # 2. encode the prompt once for all faces
         cond, uncond = self.encode_prompt(prompt, negative_prompt, device, dtype, do_cfg)
 
-        outputs, logs = [], []
+        outputs, logs, finals = [], [], []
         for start in range(0, image.shape[0], batch_size):
             chunk = image[start : start + batch_size].to(device=device, dtype=torch.float32)
             gen = generator[start : start + batch_size] if isinstance(generator, list) else generator
-            out, log = self._restore_batch(
+            out, log, final = self._restore_batch(
                 chunk, cond, uncond, num_inference_steps, strength, guidance_scale,
                 controlnet_conditioning_scale, gen, color_fix, guidance, output_type, dtype,
             )  # fmt: skip
             outputs.append(out)
             logs.extend(log)
+            finals.extend(final)
 
         # 7. output
-        if output_type == "np":
-            return AuthFacePipelineOutput(images=np.concatenate(outputs), guidance_log=logs)
-        return AuthFacePipelineOutput(images=torch.cat(outputs), guidance_log=logs)
+        images = np.concatenate(outputs) if output_type == "np" else torch.cat(outputs)
+        return AuthFacePipelineOutput(images=images, guidance_log=logs, guidance_final=finals)
 
     def _restore_batch(
         self, image, cond, uncond, steps, strength, guidance_scale, cn_scale, generator, color_fix, guidance,
@@ -236,6 +253,7 @@ class AuthFacePipeline(DiffusionPipeline, StableDiffusionLoraLoaderMixin):
         # 6. denoising loop
         log: list[list[dict]] = [[] for _ in range(b)]
         n = len(timesteps)
+        decoders, cache = (self.guidance_decoders(), {}) if guidance else (None, None)
         for i, t in enumerate(timesteps):
             x_in = torch.cat([latents] * 2) if do_cfg else latents
             x_in = self.scheduler.scale_model_input(x_in, t)
@@ -251,17 +269,23 @@ class AuthFacePipeline(DiffusionPipeline, StableDiffusionLoraLoaderMixin):
                 uncond_pred, cond_pred = noise_pred.chunk(2)
                 noise_pred = uncond_pred + guidance_scale * (cond_pred - uncond_pred)
             if guidance:
-                ctx = GuidanceContext(i, n, t, image, lq_latents, self.decode_latents)
+                ctx = GuidanceContext(i, n, t, image, lq_latents, decoders, cache)
                 noise_pred, records = apply_guidance(guidance, self.scheduler, latents, noise_pred, ctx)
                 for rec in records:
                     for j in range(b):
                         log[j].append({"name": rec["name"], "step": rec["step"], "t": rec["t"], "value": rec["values"][j]})
             latents = self.scheduler.step(noise_pred, t, latents, return_dict=False)[0]
 
+        final = [{} for _ in range(b)]
+        if guidance:  # each objective on the result, for the manifest
+            ctx = GuidanceContext(n, n, timesteps[-1], image, lq_latents, decoders, cache)
+            for name, values in final_values(guidance, latents, ctx).items():
+                for j in range(b):
+                    final[j][name] = values[j]
         if output_type == "latent":
-            return latents, log
+            return latents, log, final
         restored = self.decode_latents(latents).float().clamp(-1, 1)  # (B, 3, H, W)
         restored = apply_color_fix(color_fix, restored, image.float()).clamp(-1, 1)
         if output_type == "np":
-            return io.tensor_to_numpy(restored), log
-        return restored, log
+            return io.tensor_to_numpy(restored), log, final
+        return restored, log, final

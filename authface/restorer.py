@@ -226,7 +226,20 @@ def pipeline_restore_fn(
             guidance=guidance,
             output_type="np",
         )
-        extras = [{"guidance": log} if log else {} for log in out.guidance_log]
+        extras = [{"guidance": summarize_guidance(log, final)} if log or final else {}
+                  for log, final in zip(out.guidance_log, out.guidance_final)]  # fmt: skip
         return list(out.images), extras
 
     return restore
+
+
+def summarize_guidance(log: list[dict], final: dict) -> dict:
+    """Per guidance: the steps it ran at, its objective value at each, and its value on the result."""
+    out: dict[str, dict] = {}
+    for rec in log:
+        entry = out.setdefault(rec["name"], {"steps": [], "values": []})
+        entry["steps"].append(rec["step"])
+        entry["values"].append(round(rec["value"], 6))
+    for name, value in final.items():
+        out.setdefault(name, {"steps": [], "values": []})["final"] = round(value, 6)
+    return out

@@ -141,8 +141,9 @@ class MeanBrightness(Guidance):
     """Trivial guidance for the hook: raise the mean of the predicted clean latent."""
 
     name = "brightness"
+    space = "latent"
 
-    def objective(self, x0_latent, ctx):
+    def objective(self, x0_latent, image, ctx):
         assert ctx.lq_image.shape[0] == x0_latent.shape[0]
         return x0_latent.mean(dim=(1, 2, 3))
 
