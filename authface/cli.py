@@ -49,6 +49,16 @@ RESTORE_FLAGS: dict[str, tuple[str, dict]] = {
     "--min-face-size": ("face.min_face_size", dict(type=float, help="ignore smaller faces (pixels)")),
     "--max-faces": ("face.max_faces", dict(type=int, help="restore at most N faces per photo (largest first)")),
     "--upscale": ("face.upscale", dict(type=int, help="upscale the whole photo by N (Lanczos background)")),
+    "--identity-scale": ("guidance.identity_scale", dict(type=float, help="identity guidance strength (0 = off)")),
+    "--identity-model": ("guidance.identity_model", dict(help="ArcFace .pth/.safetensors or insightface .onnx")),
+    "--reference": ("guidance.reference", dict(help="photo or folder of the same person (default: input face)")),
+    "--identity-window": ("guidance.identity_window", dict(metavar="START,STOP")),
+    "--quality-scale": ("guidance.quality_scale", dict(type=float, help="quality guidance strength (0 = off)")),
+    "--quality-metric": ("guidance.quality_metric", dict(help="sharpness | pyiqa:<metric>")),
+    "--quality-window": ("guidance.quality_window", dict(metavar="START,STOP")),
+    "--fidelity-scale": ("guidance.fidelity_scale", dict(type=float, help="fidelity-to-input guidance (0 = off)")),
+    "--fidelity-window": ("guidance.fidelity_window", dict(metavar="START,STOP")),
+    "--guidance-every": ("guidance.every", dict(type=int, help="guide every k-th step inside the windows")),
     "--ext": ("io.ext", dict(help="output extension, e.g. png (default: keep the input's)")),
     "--max-pixels": ("io.max_pixels", dict(type=int, help="refuse larger images (decompression bombs)")),
 }
@@ -153,7 +163,14 @@ def _versions() -> dict:
 def build_restorer(cfg: RestoreConfig):
     """Model, device, detector and restorer from a resolved config (the entry point's job)."""
     from .face import create_detector
-    from .models.loading import configure_pipeline, load_pipeline, resolve_device, resolve_dtype, set_scheduler
+    from .models.loading import (
+        configure_pipeline,
+        load_pipeline,
+        load_tiny_decoder,
+        resolve_device,
+        resolve_dtype,
+        set_scheduler,
+    )
     from .restorer import FaceRestorer, pipeline_restore_fn
 
     m, s, f = cfg.model, cfg.sampler, cfg.face
@@ -165,16 +182,74 @@ def build_restorer(cfg: RestoreConfig):
         detector = create_detector(f.detector, f.detector_model, **kwargs)
     pipe = load_pipeline(m.model, m.controlnet, m.lora, m.lora_scale, dtype, m.single_file_config, m.revision, m.variant)
     set_scheduler(pipe, s.scheduler)
+    if cfg.guidance.decoder == "tiny":
+        pipe.guidance_decoder = load_tiny_decoder(cfg.guidance.tiny_decoder, dtype)
     configure_pipeline(pipe, device, m.offload, m.vae_slicing, m.vae_tiling, m.attention)
+    guidance = build_guidance(cfg.guidance, device, detector, f.crop_size, cfg.io.max_pixels)
     restore_fn = pipeline_restore_fn(
         pipe, s.prompt, s.negative_prompt, s.steps, s.strength, s.guidance_scale, s.controlnet_scale,
-        s.color_fix, s.batch_size,
+        s.color_fix, s.batch_size, guidance,
     )  # fmt: skip
     restorer = FaceRestorer(
         restore_fn, detector, f.crop_size, f.only_center_face, f.min_face_size, f.max_faces, f.aligned,
         f.upscale, batch_size=s.batch_size, seed=s.seed,
     )  # fmt: skip
     return restorer, device, dtype
+
+
+def reference_faces(paths: str, detector, crop_size: int, max_pixels: int):
+    """Aligned crops (uint8 RGB (S, S, 3)) of the largest face in each reference photo under ``paths``."""
+    from . import io
+    from .face import align_face, select_faces
+
+    crops = []
+    for src, _ in io.discover_inputs([paths]):
+        img = io.read_image(src, max_pixels=max_pixels)
+        faces = select_faces(detector.detect(img.rgb), img.rgb.shape, max_faces=1) if detector else []
+        if not faces:
+            logger.warning("reference %s: no face found; ignored", src)
+            continue
+        crops.append(align_face(img.rgb, faces[0].landmarks, crop_size)[0])
+    if not crops:
+        raise ValueError(f"no face found in the reference photos {paths}; pass clear photos of the same person")
+    return crops
+
+
+def build_guidance(g, device, detector, crop_size: int, max_pixels: int) -> list:
+    """Guidance objects from the ``guidance`` config section (empty when every scale is 0)."""
+    import torch
+
+    from . import io
+    from .guidance import FidelityGuidance, IdentityGuidance, QualityGuidance
+
+    common = dict(every=g.every, decoder=g.decoder, resolution=g.resolution, normalize=g.normalize)
+    out = []
+    if g.identity_scale > 0:
+        from .models.identity import load_identity_encoder
+
+        kw = {"arch": g.identity_arch} if g.identity_arch else {}
+        encoder = load_identity_encoder("arcface-onnx" if str(g.identity_model).endswith(".onnx") else "arcface",
+                                        g.identity_model, **kw)  # fmt: skip
+        encoder = encoder.to(device) if hasattr(encoder, "to") else encoder
+        reference = None
+        if g.reference:
+            crops = reference_faces(g.reference, detector, crop_size, max_pixels)
+            with torch.no_grad():
+                emb = encoder.embed(io.numpy_to_tensor(crops).to(device))
+            reference = torch.nn.functional.normalize(emb.mean(0), dim=-1)
+        start, stop = g.identity_window
+        out.append(IdentityGuidance(encoder, g.identity_scale, reference=reference, start=start, stop=stop, **common))
+    if g.quality_scale > 0:
+        from .models.quality import create_quality_scorer
+
+        scorer = create_quality_scorer(g.quality_metric, model_path=g.quality_model, device=device)
+        scorer = scorer.to(device) if hasattr(scorer, "to") else scorer
+        start, stop = g.quality_window
+        out.append(QualityGuidance(scorer, g.quality_scale, start=start, stop=stop, **common))
+    if g.fidelity_scale > 0:
+        start, stop = g.fidelity_window
+        out.append(FidelityGuidance(g.fidelity_scale, space=g.fidelity_space, start=start, stop=stop, **common))
+    return out
 
 
 def _save_faces(out_dir: Path, rel: Path, result) -> None:

@@ -122,6 +122,43 @@ class IOConfig:
 
 
 @dataclass
+class GuidanceConfig:
+    """Guidance during sampling (scale 0 = off). Windows are [start, stop) fractions of the steps run.
+
+    With ``normalize`` (default) a scale is the step, in latent standard deviations, that each active step takes
+    on the predicted clean latent along the objective's gradient (see authface/guidance.py)."""
+
+    identity_scale: float = 0.0
+    identity_model: str | None = None
+    """Differentiable face recogniser: ArcFace IResNet .pth/.safetensors (insightface arcface_torch) or an
+    insightface ONNX recogniser such as buffalo_l/w600k_r50.onnx."""
+    identity_arch: str | None = None
+    """r18 | r34 | r50 | r100 for .pth files (None: inferred from the checkpoint)."""
+    reference: str | None = None
+    """Photo or folder of photos of the same person; their embeddings are averaged. None: each input face."""
+    identity_window: list[float] = field(default_factory=lambda: [0.0, 0.7])
+    quality_scale: float = 0.0
+    quality_metric: str = "sharpness"
+    """sharpness (built-in, offline) | pyiqa:<metric> (e.g. pyiqa:topiq_nr-face; pip install 'authface[iqa]')."""
+    quality_model: str | None = None
+    """Local weights for the quality metric (pyiqa's pretrained_model_path)."""
+    quality_window: list[float] = field(default_factory=lambda: [0.3, 1.0])
+    fidelity_scale: float = 0.0
+    fidelity_space: str = "latent"
+    """latent (low-passed latents, nearly free) | pixel (low-passed decoded image)."""
+    fidelity_window: list[float] = field(default_factory=lambda: [0.0, 0.6])
+    every: int = 1
+    """Guide every k-th step inside each window."""
+    decoder: str = "vae"
+    """vae (exact) | tiny (cheap AutoencoderTiny given by tiny_decoder)."""
+    tiny_decoder: str | None = None
+    """AutoencoderTiny hub id or folder, e.g. madebyollin/taesd (SD 1.x/2.x)."""
+    resolution: int | None = None
+    """Decode guidance images at this width (e.g. 256) to save time; None = full crop size."""
+    normalize: bool = True
+
+
+@dataclass
 class RestoreConfig:
     """Everything `authface restore` needs."""
 
@@ -129,6 +166,7 @@ class RestoreConfig:
     sampler: SamplerConfig = field(default_factory=SamplerConfig)
     face: FaceConfig = field(default_factory=FaceConfig)
     io: IOConfig = field(default_factory=IOConfig)
+    guidance: GuidanceConfig = field(default_factory=GuidanceConfig)
 
 
 C = TypeVar("C")
@@ -283,6 +321,8 @@ _CHOICES = {
     "sampler.scheduler": ("default", "ddim", "dpm++", "unipc", "euler", "euler_a"),
     "sampler.color_fix": ("none", "wavelet", "adain"),
     "face.detector": ("dlib", "dlib-mmod", "yunet", "insightface"),
+    "guidance.fidelity_space": ("latent", "pixel"),
+    "guidance.decoder": ("vae", "tiny"),
 }
 
 
@@ -312,6 +352,22 @@ def validate(cfg: Any) -> None:
             raise ConfigError(f"face.max_faces must be >= 1 or null, got {f.max_faces}")
         if not 1 <= cfg.io.jpeg_quality <= 100:
             raise ConfigError(f"io.jpeg_quality must be in [1, 100], got {cfg.io.jpeg_quality}")
+        g = cfg.guidance
+        for name in ("identity", "quality", "fidelity"):
+            window, scale = getattr(g, f"{name}_window"), getattr(g, f"{name}_scale")
+            if len(window) != 2 or not 0.0 <= window[0] < window[1] <= 1.0:
+                raise ConfigError(f"guidance.{name}_window must be START,STOP with 0 <= START < STOP <= 1, got {window}")
+            if scale < 0:
+                raise ConfigError(f"guidance.{name}_scale must be >= 0, got {scale}")
+        if g.identity_scale > 0 and not g.identity_model:
+            raise ConfigError(
+                "guidance.identity_scale > 0 needs a differentiable face recogniser: pass --identity-model PATH "
+                "(ArcFace IResNet .pth/.safetensors from insightface arcface_torch, or buffalo_l/w600k_r50.onnx)"
+            )
+        if g.decoder == "tiny" and not g.tiny_decoder:
+            raise ConfigError("guidance.decoder=tiny needs guidance.tiny_decoder (e.g. madebyollin/taesd or a folder)")
+        if g.every < 1:
+            raise ConfigError(f"guidance.every must be >= 1, got {g.every}")
 
 
 def to_dict(cfg: Any) -> dict:

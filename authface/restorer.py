@@ -19,8 +19,17 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
-from .face import BackgroundUpsampler, Face, FaceDetector, LanczosUpsampler
-from .face import align_face, aligned_input_affine, face_template, paste_faces, select_faces
+from .face import (
+    BackgroundUpsampler,
+    Face,
+    FaceDetector,
+    LanczosUpsampler,
+    align_face,
+    aligned_input_affine,
+    face_template,
+    paste_faces,
+    select_faces,
+)
 
 RestoreCrops = Callable[[list[np.ndarray], list[int]], tuple[list[np.ndarray], list[dict]]]
 

@@ -179,6 +179,19 @@ def _base_components(ref: str, dtype, single_file_config, revision, variant) -> 
     return comps, index
 
 
+def load_tiny_decoder(ref: str, dtype: torch.dtype):
+    """A cheap ``AutoencoderTiny`` decoder for guidance (hub id such as madebyollin/taesd, or a local folder)."""
+    from diffusers import AutoencoderTiny
+
+    path = Path(ref).expanduser()
+    if _is_path_like(ref) and not path.exists():
+        raise FileNotFoundError(f"tiny decoder path {ref} does not exist")
+    try:
+        return AutoencoderTiny.from_pretrained(str(path) if path.exists() else ref, torch_dtype=dtype)
+    except Exception as err:  # noqa: BLE001
+        raise _not_found("tiny decoder", ref, err) from err
+
+
 def set_scheduler(pipe, name: str) -> None:
     """Swap the scheduler by name ("default" keeps the model's own), keeping its config (betas, prediction type)."""
     if name == "default":
