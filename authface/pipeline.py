@@ -22,6 +22,7 @@ from transformers import CLIPTextModel, CLIPTokenizer
 from . import io
 from .colorfix import COLOR_FIXES, apply_color_fix
 from .guidance import Guidance, GuidanceContext, apply_guidance, final_values
+from .models.quality_prior import DEFAULT_QUALITY, has_quality_prior, quality_labels
 
 
 @dataclass
@@ -185,6 +186,7 @@ class AuthFacePipeline(DiffusionPipeline, StableDiffusionLoraLoaderMixin):
         batch_size: int = 4,
         color_fix: str | None = "wavelet",
         guidance: Sequence[Guidance] | None = None,
+        quality_score: float | None = None,
         output_type: str = "np",
     ) -> AuthFacePipelineOutput:
         """Restore aligned crops.
@@ -194,6 +196,8 @@ class AuthFacePipeline(DiffusionPipeline, StableDiffusionLoraLoaderMixin):
         generator: one generator, or one per image (then each output depends only on its own generator, so results
         do not depend on how faces are batched).
         batch_size: images per UNet call. output_type: "np" (uint8 (B, H, W, 3)), "pt" ([-1, 1]) or "latent".
+        quality_score: in [0, 1], for models trained with the image-quality prior (default 0.9 for them); an
+        error for models without it.
         """
         # 1. check inputs
         image = self._to_tensor(image)
@@ -202,6 +206,14 @@ class AuthFacePipeline(DiffusionPipeline, StableDiffusionLoraLoaderMixin):
         dtype = self.unet.dtype
         do_cfg = guidance_scale > 1.0
         guidance = [g for g in (guidance or []) if g.scale != 0.0]
+        if has_quality_prior(self.controlnet):
+            quality_score = DEFAULT_QUALITY if quality_score is None else quality_score
+            quality_labels(quality_score, 1, "cpu")  # validates the range before any work
+        elif quality_score is not None:
+            raise ValueError(
+                "quality_score was given but this model has no image-quality prior (its ControlNet was not trained "
+                "with one); fine-tune with the quality prior (authface train) or leave quality_score unset"
+            )
 
         # 2. encode the prompt once for all faces
         cond, uncond = self.encode_prompt(prompt, negative_prompt, device, dtype, do_cfg)
@@ -212,7 +224,7 @@ class AuthFacePipeline(DiffusionPipeline, StableDiffusionLoraLoaderMixin):
             gen = generator[start : start + batch_size] if isinstance(generator, list) else generator
             out, log, final = self._restore_batch(
                 chunk, cond, uncond, num_inference_steps, strength, guidance_scale,
-                controlnet_conditioning_scale, gen, color_fix, guidance, output_type, dtype,
+                controlnet_conditioning_scale, gen, color_fix, guidance, output_type, dtype, quality_score,
             )  # fmt: skip
             outputs.append(out)
             logs.extend(log)
@@ -224,10 +236,13 @@ class AuthFacePipeline(DiffusionPipeline, StableDiffusionLoraLoaderMixin):
 
     def _restore_batch(
         self, image, cond, uncond, steps, strength, guidance_scale, cn_scale, generator, color_fix, guidance,
-        output_type, dtype,
+        output_type, dtype, quality_score=None,
     ):  # fmt: skip
         device, b = image.device, image.shape[0]
         do_cfg = uncond is not None
+        cn_kwargs = {}
+        if quality_score is not None:  # the quality prior: a class label added to the ControlNet's time embedding
+            cn_kwargs["class_labels"] = quality_labels(quality_score, b * (2 if do_cfg else 1), device)
 
         # 3. prepare the ControlNet condition (degraded crop in [0, 1]) and the text embeddings for the batch
         control = ((image + 1) / 2).to(dtype)  # (B, 3, H, W)
@@ -259,7 +274,7 @@ class AuthFacePipeline(DiffusionPipeline, StableDiffusionLoraLoaderMixin):
             x_in = self.scheduler.scale_model_input(x_in, t)
             down, mid = self.controlnet(
                 x_in, t, encoder_hidden_states=embeds, controlnet_cond=control,
-                conditioning_scale=cn_scale, return_dict=False,
+                conditioning_scale=cn_scale, return_dict=False, **cn_kwargs,
             )  # fmt: skip
             noise_pred = self.unet(
                 x_in, t, encoder_hidden_states=embeds, down_block_additional_residuals=down,

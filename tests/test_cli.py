@@ -31,7 +31,7 @@ def photo_dir(tmp_path_factory, astronaut):
     img.convert("L").save(d / "gray.png")
     img.convert("CMYK").save(d / "cmyk.jpg")
     img.convert("P", palette=Image.Palette.ADAPTIVE).save(d / "palette.png")
-    Image.fromarray((astronaut[..., 0].astype(np.uint16) * 257)).save(d / "sixteen.png")
+    Image.fromarray(astronaut[..., 0].astype(np.uint16) * 257).save(d / "sixteen.png")
     sub = d / "nested"
     sub.mkdir()
     rotated = img.transpose(Image.Transpose.ROTATE_90)  # stored rotated, EXIF says how to turn it upright

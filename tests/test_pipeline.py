@@ -172,3 +172,17 @@ def test_v_prediction_model_runs_with_guidance():
     out = p(crops(1), generator=gens([0]), guidance=[MeanBrightness(scale=1.0)], num_inference_steps=2,
             strength=1.0, output_type="pt")
     assert torch.isfinite(out.images).all() and [r["step"] for r in out.guidance_log[0]] == [0, 1]
+
+
+def test_controlnet_condition_reaches_the_unet(pipe):
+    # strength 1 starts from the same noise whatever the input: only the ControlNet sees the degraded crop
+    a = pipe(crops(1, seed=1), generator=gens([0]), num_inference_steps=2, strength=1.0, color_fix="none",
+             output_type="pt").images
+    b = pipe(crops(1, seed=2), generator=gens([0]), num_inference_steps=2, strength=1.0, color_fix="none",
+             output_type="pt").images
+    assert (a - b).abs().max() > 1e-4
+    c = pipe(crops(1, seed=1), generator=gens([0]), num_inference_steps=2, strength=1.0, color_fix="none",
+             controlnet_conditioning_scale=0.0, output_type="pt").images
+    d = pipe(crops(1, seed=2), generator=gens([0]), num_inference_steps=2, strength=1.0, color_fix="none",
+             controlnet_conditioning_scale=0.0, output_type="pt").images
+    assert torch.equal(c, d)

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import functools
 import importlib.util
+import itertools
 import logging
 import math
 import os
@@ -44,6 +45,7 @@ from torch import nn
 
 __all__ = [
     "ARCFACE_TEMPLATE_112",
+    "DLIB_FACE_BOX",
     "IDENTITY_ENCODER_NAMES",
     "IRESNET_LAYERS",
     "ArcFaceEncoder",
@@ -53,6 +55,7 @@ __all__ = [
     "IdentityEncoder",
     "OnnxArcFaceEncoder",
     "OnnxGraphModule",
+    "SUPPORTED_ONNX_OPS",
     "cosine_similarity",
     "ffhq_to_arcface_affine",
     "iresnet",
@@ -147,7 +150,9 @@ def _check_faces(faces: Any, who: str) -> torch.Tensor:
             "convert uint8 arrays with authface.io.numpy_to_tensor"
         )
     if faces.ndim != 4 or faces.shape[1] != 3 or faces.shape[2] != faces.shape[3]:
-        raise ValueError(f"{who} expects square FFHQ-aligned crops (B, 3, S, S), got shape {tuple(faces.shape)}")
+        raise ValueError(
+            f"{who} expects square FFHQ-aligned crops (B, 3, S, S), got shape {tuple(faces.shape)}"
+        )
     if not faces.is_floating_point():
         raise TypeError(f"{who} expects a floating-point tensor in [-1, 1], got {faces.dtype}")
     return faces
@@ -196,9 +201,13 @@ def _affine_to_theta(matrix: np.ndarray, src_size: int, dst_size: int) -> np.nda
     m[:2] = matrix
     inv = np.linalg.inv(m)  # destination pixel -> source pixel
     # normalised output coordinate u -> output pixel x: x = (u + 1) * n / 2 - 0.5
-    out_from_norm = np.array([[dst_size / 2, 0, (dst_size - 1) / 2], [0, dst_size / 2, (dst_size - 1) / 2], [0, 0, 1]])
+    out_from_norm = np.array(
+        [[dst_size / 2, 0, (dst_size - 1) / 2], [0, dst_size / 2, (dst_size - 1) / 2], [0, 0, 1]]
+    )
     # source pixel x -> normalised source coordinate u: u = (2 x + 1) / n - 1
-    norm_from_src = np.array([[2 / src_size, 0, 1 / src_size - 1], [0, 2 / src_size, 1 / src_size - 1], [0, 0, 1]])
+    norm_from_src = np.array(
+        [[2 / src_size, 0, 1 / src_size - 1], [0, 2 / src_size, 1 / src_size - 1], [0, 0, 1]]
+    )
     return (norm_from_src @ inv @ out_from_norm)[:2]
 
 
@@ -227,15 +236,17 @@ def warp_to_arcface(
 
     Args:
         images: ``(B, C, S, S)`` FFHQ-aligned crops (any value range; typically ``[-1, 1]`` RGB).
-        crop_size: size of the FFHQ template the crops follow; default ``S``. A crop made at ``crop_size`` and
-            resized to ``S`` (``cv2.resize`` pixel-centre convention) warps to the same result either way.
+        crop_size: side of the FFHQ crop the images were aligned at (``face_template(crop_size)``) before being
+            resized to ``S`` with the ``cv2.resize`` pixel-centre convention; default ``S`` (aligned at ``S``).
+            The two readings differ by a sub-pixel shift (``face_template`` scales about the corner), so pass it
+            when you downsized a 512 crop, e.g. for speed.
         size: output side; 112 for every insightface recogniser (the template is scaled by ``size / 112``).
         antialias: with ``False`` (default) this is exactly ``cv2.warpAffine(crop, ffhq_to_arcface_affine(S),
         (112, 112), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)`` up to
         interpolation rounding (OpenCV quantises source coordinates to 1/32 px): bilinear point sampling,
         taps outside the crop read 0 (``grid_sample`` ``padding_mode="zeros"``, ``align_corners=False``).
-        A 512 crop shrinks ~3.6x, so point sampling aliases and only ~1/13 of the crop's pixels receive a
-        gradient; with ``True`` the crop is first reduced with an antialiased bilinear resize
+        A 512 crop shrinks ~3.4x, so point sampling aliases and only about a third of the pixels under
+        the ArcFace crop receive a gradient; with ``True`` the crop is first reduced with an antialiased bilinear resize
         (``F.interpolate(..., antialias=True)``) so the remaining warp shrinks by at most 2x, like
         :func:`authface.face.align._warp` does for photos (smoother embeddings and gradients).
 
@@ -251,13 +262,17 @@ def warp_to_arcface(
     s = int(images.shape[-1])
     crop = int(crop_size) if crop_size is not None else s
     if crop < 8 or int(size) < 1:
-        raise ValueError(f"warp_to_arcface: need crop_size >= 8 and size >= 1, got crop_size={crop}, size={size}")
+        raise ValueError(
+            f"warp_to_arcface: need crop_size >= 8 and size >= 1, got crop_size={crop}, size={size}"
+        )
     x = images
     if antialias:
         scale = _arcface_scale(crop, int(size)) * crop / s  # ArcFace pixels per input pixel
         if scale < 0.5:
             reduced = max(int(round(s * scale / 0.5)), 1)
-            x = F.interpolate(x, size=(reduced, reduced), mode="bilinear", align_corners=False, antialias=True)
+            x = F.interpolate(
+                x, size=(reduced, reduced), mode="bilinear", align_corners=False, antialias=True
+            )
     grid = _arcface_grid(crop, int(size), x.device, x.dtype)  # (1, size, size, 2)
     return F.grid_sample(
         x, grid.expand(x.shape[0], -1, -1, -1), mode="bilinear", padding_mode="zeros", align_corners=False
@@ -412,7 +427,9 @@ def _load_state_dict_file(path: Path) -> dict[str, torch.Tensor]:
         if isinstance(sd, dict) and isinstance(sd.get(key), dict):
             sd = sd[key]
     if not isinstance(sd, dict) or not all(isinstance(v, torch.Tensor) for v in sd.values()):
-        raise ValueError(f"{str(path)!r} does not hold a state dict (name -> tensor); got {type(sd).__name__}")
+        raise ValueError(
+            f"{str(path)!r} does not hold a state dict (name -> tensor); got {type(sd).__name__}"
+        )
     out = {}
     for k, v in sd.items():
         for prefix in ("module.", "backbone."):
@@ -465,7 +482,7 @@ class _FrozenEncoder(nn.Module):
 
     differentiable = True
 
-    def train(self, mode: bool = True) -> _FrozenEncoder:  # noqa: D401 - nn.Module API
+    def train(self, mode: bool = True) -> _FrozenEncoder:
         """Always inference mode: BatchNorm statistics and dropout never change, whatever the parent does."""
         return super().train(False)
 
@@ -474,13 +491,13 @@ class _FrozenEncoder(nn.Module):
         self.eval()
 
     def _float_dtype(self) -> torch.dtype:
-        for t in list(self.parameters()) + list(self.buffers()):
+        for t in itertools.chain(self.parameters(), self.buffers()):
             if t.is_floating_point():
                 return t.dtype
         return torch.float32
 
     def _device(self) -> torch.device:
-        for t in list(self.parameters()) + list(self.buffers()):
+        for t in itertools.chain(self.parameters(), self.buffers()):
             return t.device
         return torch.device("cpu")
 
@@ -540,7 +557,8 @@ class ArcFaceEncoder(_FrozenEncoder):
                     + (
                         "no 'layer1..layer4' keys"
                         if not layer_keys
-                        else "its blocks per stage match none of " + ", ".join(f"{k} {v}" for k, v in IRESNET_LAYERS.items())
+                        else "its blocks per stage match none of "
+                        + ", ".join(f"{k} {v}" for k, v in IRESNET_LAYERS.items())
                     )
                     + f" (first keys: {list(sd)[:5]}). Pass arch=... explicitly or check the file. "
                     + _ARCFACE_WEIGHTS_HINT
@@ -555,9 +573,7 @@ class ArcFaceEncoder(_FrozenEncoder):
             kw = {"num_features": int(fc.shape[0]), "fc_scale": int(fc.shape[1] // 512)}
         model = iresnet(key, **kw)
         hint = f" (its blocks per stage look like {inferred!r})" if inferred and inferred != key else ""
-        _check_state_dict(
-            model, sd, f"{str(p)!r} is not an arcface_torch iresnet {key} state dict{hint}"
-        )
+        _check_state_dict(model, sd, f"{str(p)!r} is not an arcface_torch iresnet {key} state dict{hint}")
         model.load_state_dict(sd, strict=False)
         enc = cls(model, antialias=antialias, name=f"arcface-{key}")
         if device is not None or dtype is not None:
@@ -576,7 +592,13 @@ class ArcFaceEncoder(_FrozenEncoder):
 def _find_recogniser_onnx(path: str | os.PathLike) -> Path:
     p = Path(path).expanduser()
     if p.is_dir():
-        for sub in (p, p / "buffalo_l", p / "models" / "buffalo_l", p / "antelopev2", p / "models" / "antelopev2"):
+        for sub in (
+            p,
+            p / "buffalo_l",
+            p / "models" / "buffalo_l",
+            p / "antelopev2",
+            p / "models" / "antelopev2",
+        ):
             for pattern in ("w600k_*.onnx", "glintr*.onnx", "*r100*.onnx", "*r50*.onnx", "*r18*.onnx"):
                 hits = sorted(sub.glob(pattern))
                 if hits:
@@ -650,7 +672,9 @@ class OnnxArcFaceEncoder(_FrozenEncoder):
         p = _find_recogniser_onnx(path)
         onnx = _import_onnx()
         model = onnx.load(str(p))
-        return cls.from_onnx(model, device=device, dtype=dtype, antialias=antialias, name=f"arcface-onnx:{p.stem}")
+        return cls.from_onnx(
+            model, device=device, dtype=dtype, antialias=antialias, name=f"arcface-onnx:{p.stem}"
+        )
 
     @classmethod
     def from_onnx(
@@ -666,12 +690,12 @@ class OnnxArcFaceEncoder(_FrozenEncoder):
         model = _as_model_proto(model)
         graph = onnx_to_torch(model, dynamic_batch=True)
         pixel_input = _self_normalising(model)
-        dims = _static_dims(model.graph.input, graph.input_names[0], model)
+        dims = _static_dims(model.graph.input, graph.input_names[0])
         if len(dims) == 4 and isinstance(dims[2], int) and dims[2] > 0:
             input_size = dims[2]
         else:
             input_size = 112
-        out_dims = _static_dims(model.graph.output, graph.output_names[0], model)
+        out_dims = _static_dims(model.graph.output, graph.output_names[0])
         if len(out_dims) == 2 and isinstance(out_dims[1], int) and out_dims[1] > 0:
             embedding_dim = out_dims[1]
         else:
@@ -716,10 +740,12 @@ def _as_model_proto(model: Any):
     if isinstance(model, (str, os.PathLike)):
         p = _require_file(model, "ONNX model", _ONNX_WEIGHTS_HINT)
         return onnx.load(str(p))
-    raise TypeError(f"expected an onnx.ModelProto, bytes or a path to a .onnx file, got {type(model).__name__}")
+    raise TypeError(
+        f"expected an onnx.ModelProto, bytes or a path to a .onnx file, got {type(model).__name__}"
+    )
 
 
-def _static_dims(values: Any, name: str, model: Any) -> list[int | str | None]:
+def _static_dims(values: Any, name: str) -> list[int | str | None]:
     for v in values:
         if v.name == name and v.type.HasField("tensor_type"):
             dims: list[int | str | None] = []
@@ -793,7 +819,9 @@ def _torch_pad_list(begins: Sequence[int], ends: Sequence[int]) -> list[int]:
     return out
 
 
-def _spatial_pads(node: _Node, x: torch.Tensor, kernel: Sequence[int], strides: Sequence[int], dilations: Sequence[int]):
+def _spatial_pads(
+    node: _Node, x: torch.Tensor, kernel: Sequence[int], strides: Sequence[int], dilations: Sequence[int]
+):
     nd = len(kernel)
     auto_pad = node.attrs.get("auto_pad", "NOTSET")
     if auto_pad in ("SAME_UPPER", "SAME_LOWER"):
@@ -827,7 +855,9 @@ def _op_conv(node: _Node, args: list) -> torch.Tensor:
         x = F.pad(x, _torch_pad_list(begins, ends))
         padding = 0
     conv = (F.conv1d, F.conv2d, F.conv3d)[nd - 1]
-    return conv(x, w, b, stride=strides, padding=padding, dilation=dilations, groups=int(node.attrs.get("group", 1)))
+    return conv(
+        x, w, b, stride=strides, padding=padding, dilation=dilations, groups=int(node.attrs.get("group", 1))
+    )
 
 
 def _op_pool(node: _Node, args: list) -> torch.Tensor:
@@ -847,7 +877,14 @@ def _op_pool(node: _Node, args: list) -> torch.Tensor:
     if begins != ends or any(d != 1 for d in dilations):
         raise NotImplementedError(f"ONNX AveragePool with asymmetric pads or dilations (node {node.name!r})")
     pool = (F.avg_pool1d, F.avg_pool2d, F.avg_pool3d)[nd - 1]
-    return pool(x, kernel, strides, begins, ceil_mode=ceil_mode, count_include_pad=bool(node.attrs.get("count_include_pad", 0)))
+    return pool(
+        x,
+        kernel,
+        strides,
+        begins,
+        ceil_mode=ceil_mode,
+        count_include_pad=bool(node.attrs.get("count_include_pad", 0)),
+    )
 
 
 def _op_batchnorm(node: _Node, args: list) -> torch.Tensor:
@@ -991,7 +1028,11 @@ def _op_pad(node: _Node, args: list) -> torch.Tensor:
         axes = list(range(x.ndim))
     else:
         pads = _ints(args[1]) or []
-        value = float(args[2].reshape(-1)[0].item()) if len(args) > 2 and args[2] is not None and args[2].numel() else 0.0
+        value = (
+            float(args[2].reshape(-1)[0].item())
+            if len(args) > 2 and args[2] is not None and args[2].numel()
+            else 0.0
+        )
         axes = _ints(args[3]) if len(args) > 3 and args[3] is not None else list(range(x.ndim))
     n = len(axes)
     begins, ends = [0] * x.ndim, [0] * x.ndim
@@ -1057,7 +1098,9 @@ def _op_prelu(node: _Node, args: list) -> torch.Tensor:
 
 def _op_dropout(node: _Node, args: list) -> Any:
     x = args[0]
-    return (x, torch.ones_like(x, dtype=torch.bool))  # inference: identity (+ the optional all-true mask)
+    if len(node.outputs) > 1 and node.outputs[1]:
+        return (x, torch.ones_like(x, dtype=torch.bool))  # inference: identity + the all-true mask
+    return x
 
 
 def _op_layer_norm(node: _Node, args: list) -> torch.Tensor:
@@ -1067,7 +1110,9 @@ def _op_layer_norm(node: _Node, args: list) -> torch.Tensor:
     return F.layer_norm(x, tuple(x.shape[axis:]), scale, bias, eps=float(node.attrs.get("epsilon", 1e-5)))
 
 
-def _variadic(fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]) -> Callable[[_Node, list], torch.Tensor]:
+def _variadic(
+    fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+) -> Callable[[_Node, list], torch.Tensor]:
     def _op(node: _Node, args: list) -> torch.Tensor:
         out = args[0]
         for a in args[1:]:
@@ -1081,7 +1126,9 @@ def _unary(fn: Callable[[torch.Tensor], torch.Tensor]) -> Callable[[_Node, list]
     return lambda node, args: fn(args[0])
 
 
-def _binary(fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]) -> Callable[[_Node, list], torch.Tensor]:
+def _binary(
+    fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+) -> Callable[[_Node, list], torch.Tensor]:
     return lambda node, args: fn(args[0], args[1])
 
 
@@ -1162,14 +1209,16 @@ def _constant_value(node: _Node) -> torch.Tensor:
         return torch.tensor(int(a["value_int"]), dtype=torch.int64)
     if "value_ints" in a:
         return torch.tensor(list(a["value_ints"]), dtype=torch.int64)
-    raise NotImplementedError(f"ONNX Constant node {node.name!r} with attributes {sorted(a)} (sparse/string values)")
+    raise NotImplementedError(
+        f"ONNX Constant node {node.name!r} with attributes {sorted(a)} (sparse/string values)"
+    )
 
 
 def _topological(nodes: list[_Node], available: set[str]) -> list[_Node]:
     """Kahn's order over tensor names (ONNX graphs are usually sorted already; this tolerates ones that are not)."""
     producers = {out: i for i, n in enumerate(nodes) for out in n.outputs if out}
     deps = [{producers[x] for x in n.inputs if x and x not in available and x in producers} for n in nodes]
-    for i, n in enumerate(nodes):
+    for n in nodes:
         for x in n.inputs:
             if x and x not in available and x not in producers:
                 raise ValueError(f"ONNX node {n.name!r} ({n.op_type}) reads {x!r}, which nothing produces")
@@ -1206,9 +1255,7 @@ class OnnxGraphModule(nn.Module):
         from onnx import numpy_helper
 
         graph = model.graph
-        self.opset = max(
-            [int(o.version) for o in model.opset_import if o.domain in ("", "ai.onnx")] or [13]
-        )
+        self.opset = max([int(o.version) for o in model.opset_import if o.domain in ("", "ai.onnx")] or [13])
         self.dynamic_batch = bool(dynamic_batch)
         self._ops = _build_ops(self.opset, self.dynamic_batch)
         self._constants: dict[str, str] = {}  # onnx tensor name -> buffer name
@@ -1249,8 +1296,13 @@ class OnnxGraphModule(nn.Module):
         for x, i in last_use.items():
             if x not in keep:
                 self._nodes[i].release.append(x)
-        missing = [o for o in self.output_names if o not in self._constants and o not in self.input_names
-                   and not any(o in n.outputs for n in self._nodes)]
+        missing = [
+            o
+            for o in self.output_names
+            if o not in self._constants
+            and o not in self.input_names
+            and not any(o in n.outputs for n in self._nodes)
+        ]
         if missing:
             raise ValueError(f"ONNX graph outputs {missing} are produced by no node")
 
@@ -1266,7 +1318,9 @@ class OnnxGraphModule(nn.Module):
 
     def forward(self, *inputs: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, ...]:
         if len(inputs) != len(self.input_names):
-            raise ValueError(f"this ONNX graph takes {len(self.input_names)} input(s) {self.input_names}, got {len(inputs)}")
+            raise ValueError(
+                f"this ONNX graph takes {len(self.input_names)} input(s) {self.input_names}, got {len(inputs)}"
+            )
         env: dict[str, Any] = {name: getattr(self, buf) for name, buf in self._constants.items()}
         env.update(zip(self.input_names, inputs))
         for node in self._nodes:
@@ -1333,7 +1387,10 @@ class DlibFaceJudge:
 
     For each FFHQ-aligned crop: a fixed face rectangle (:data:`DLIB_FACE_BOX`) -> dlib's 5-point shape predictor
     -> ``compute_face_descriptor`` (which makes the 150x150 ``get_face_chip`` itself) -> L2-normalised.
-    dlib's own same-person threshold is a Euclidean distance of 0.6 between raw descriptors.
+    dlib's own same-person threshold is a Euclidean distance of 0.6 between raw descriptors (norm ~1.3-1.5).
+    After normalisation cosines are compressed: the astronaut crop vs a shifted / JPEG-q40 copy scores ~0.999,
+    vs the same crop upside down or a cat ~0.89 (raw distances 0.65-0.68). Compare scores with each other, not
+    with ArcFace's scale.
 
     Args:
         models_dir: folder holding ``dlib_face_recognition_resnet_model_v1.dat`` and
@@ -1347,7 +1404,9 @@ class DlibFaceJudge:
     differentiable = False
     embedding_dim = 128
 
-    def __init__(self, models_dir: str | os.PathLike | None = None, num_jitters: int = 0, padding: float = 0.25):
+    def __init__(
+        self, models_dir: str | os.PathLike | None = None, num_jitters: int = 0, padding: float = 0.25
+    ):
         try:
             import dlib
         except ImportError as exc:
@@ -1388,12 +1447,14 @@ class DlibFaceJudge:
         """FFHQ-aligned crops (uint8 RGB ``(B, S, S, 3)`` array or ``[-1, 1]`` RGB tensor ``(B, 3, S, S)``) ->
         L2-normalised float32 ``(B, 128)`` (on the input tensor's device, CPU for arrays). No gradient."""
         batch = self._as_uint8(faces)
-        l, t, r, b = DLIB_FACE_BOX
+        left, top, right, bottom = DLIB_FACE_BOX
         out = []
         for img in batch:
             img = np.ascontiguousarray(img)
             h, w = img.shape[:2]
-            rect = self._dlib.rectangle(int(round(l * w)), int(round(t * h)), int(round(r * w)), int(round(b * h)))
+            rect = self._dlib.rectangle(
+                int(round(left * w)), int(round(top * h)), int(round(right * w)), int(round(bottom * h))
+            )
             shape = self._shape(img, rect)
             desc = self._facerec.compute_face_descriptor(img, shape, self.num_jitters, self.padding)
             out.append(np.asarray(desc, dtype=np.float32))
@@ -1423,7 +1484,9 @@ def load_identity_encoder(name: str, path: str | os.PathLike | None = None, **kw
         return DlibFaceJudge(models_dir=path, **kw)
     if key in ("arcface", "arcface-onnx"):
         if path is None:
-            example = "ms1mv3_arcface_r50_fp16/backbone.pth" if key == "arcface" else "buffalo_l/w600k_r50.onnx"
+            example = (
+                "ms1mv3_arcface_r50_fp16/backbone.pth" if key == "arcface" else "buffalo_l/w600k_r50.onnx"
+            )
             hint = _ARCFACE_WEIGHTS_HINT if key == "arcface" else _ONNX_WEIGHTS_HINT
             raise ValueError(
                 f"identity encoder {key!r} needs a local weights file: pass path=... (e.g. {example}). {hint}. "

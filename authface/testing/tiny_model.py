@@ -42,6 +42,12 @@ def tiny_components(seed: int = 0, prediction_type: str = "epsilon") -> dict:
     )
     torch.manual_seed(seed + 1)
     controlnet = ControlNetModel.from_unet(unet, conditioning_embedding_out_channels=(16, 32, 64, 64))
+    # A fresh ControlNet's zero convolutions output exactly zero, which would hide every bug in how the condition
+    # (and the quality prior) reaches the UNet: give them small random weights.
+    zero_convs = [*controlnet.controlnet_down_blocks, controlnet.controlnet_mid_block,
+                  controlnet.controlnet_cond_embedding.conv_out]  # fmt: skip
+    for conv in zero_convs:
+        torch.nn.init.normal_(conv.weight, std=0.05)
     torch.manual_seed(seed + 2)
     vae = AutoencoderKL(
         block_out_channels=(8, 16, 16, 16),
