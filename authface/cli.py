@@ -54,7 +54,7 @@ RESTORE_FLAGS: dict[str, tuple[str, dict]] = {
     "--reference": ("guidance.reference", dict(help="photo or folder of the same person (default: input face)")),
     "--identity-window": ("guidance.identity_window", dict(metavar="START,STOP")),
     "--quality-scale": ("guidance.quality_scale", dict(type=float, help="quality guidance strength (0 = off)")),
-    "--quality-metric": ("guidance.quality_metric", dict(help="sharpness | pyiqa:<metric>")),
+    "--quality-metric": ("guidance.quality_metric", dict(help="sharpness | niqe (file via --set guidance.quality_model=) | pyiqa:<metric>")),
     "--quality-window": ("guidance.quality_window", dict(metavar="START,STOP")),
     "--fidelity-scale": ("guidance.fidelity_scale", dict(type=float, help="fidelity-to-input guidance (0 = off)")),
     "--fidelity-window": ("guidance.fidelity_window", dict(metavar="START,STOP")),

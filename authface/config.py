@@ -139,9 +139,10 @@ class GuidanceConfig:
     identity_window: list[float] = field(default_factory=lambda: [0.0, 0.7])
     quality_scale: float = 0.0
     quality_metric: str = "sharpness"
-    """sharpness (built-in, offline) | pyiqa:<metric> (e.g. pyiqa:topiq_nr-face; pip install 'authface[iqa]')."""
+    """sharpness (built-in, offline) | niqe (built-in; its parameter file via quality_model) | pyiqa:<metric>
+    (e.g. pyiqa:topiq_nr-face; pip install 'authface[iqa]')."""
     quality_model: str | None = None
-    """Local weights for the quality metric (pyiqa's pretrained_model_path)."""
+    """Local file for the quality metric: NIQE's niqe_pris_params.npz, or pyiqa's pretrained_model_path."""
     quality_window: list[float] = field(default_factory=lambda: [0.3, 1.0])
     fidelity_scale: float = 0.0
     fidelity_space: str = "latent"

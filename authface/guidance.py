@@ -45,6 +45,8 @@ class GuidanceContext:
     """name -> differentiable decoder: scaled latents (B, 4, h, w) -> [-1, 1] RGB (B, 3, H, W)."""
     cache: dict = field(default_factory=dict)
     """Per-batch memo shared across steps (e.g. the reference embedding of the input faces)."""
+    clamp: bool = False
+    """Clamp decoded images to [-1, 1] (set when measuring the final result, as delivered)."""
     _decoded: dict = field(default_factory=dict)
 
     def decode(self, x0_latent: torch.Tensor, decoder: str = "vae", resolution: int | None = None) -> torch.Tensor:
@@ -61,7 +63,8 @@ class GuidanceContext:
                 h = max(1, round(resolution / (self.lq_image.shape[-1] / x0_latent.shape[-1])))
                 if h != x0_latent.shape[-1]:
                     latent = F.interpolate(x0_latent, size=(h, h), mode="bilinear", align_corners=False, antialias=True)
-            self._decoded[key] = self.decoders[decoder](latent).float()
+            image = self.decoders[decoder](latent).float()
+            self._decoded[key] = image.clamp(-1, 1) if self.clamp else image
         return self._decoded[key]
 
     def lq_at(self, size: int) -> torch.Tensor:
@@ -320,8 +323,10 @@ def apply_guidance(
 
 @torch.no_grad()
 def final_values(guidances: Sequence[Guidance], latents: torch.Tensor, ctx: GuidanceContext) -> dict[str, list[float]]:
-    """Each guidance's objective on the final clean latents (B, 4, h, w): name -> per-image values."""
+    """Each guidance's objective on the final clean latents (B, 4, h, w), decoded and clamped as delivered
+    (before any colour fix): name -> per-image values."""
     out = {}
+    ctx.clamp = True
     ctx._decoded.clear()
     for g in guidances:
         out[g.name] = [float(x) for x in g.evaluate(latents.float(), ctx).float().cpu()]

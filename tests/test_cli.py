@@ -163,3 +163,33 @@ def test_offline_hub_model_error_says_how_to_pass_local(tmp_path, astronaut, cap
     assert rc == 2
     assert "someone/not-cached-model" in err and "HF_HUB_OFFLINE" in err and "--model /path/to/folder" in err
     assert "single-file" in err
+
+
+def test_restore_with_guidance_records_steps_and_values(tiny_model_dir, astronaut, tmp_path):
+    """`--identity-scale/--quality-scale/--fidelity-scale` run end to end; the manifest shows the steps each
+    guidance ran at and its objective values per face."""
+    import torch
+
+    from authface.models.identity import iresnet
+
+    torch.manual_seed(0)
+    torch.save(iresnet("r18").state_dict(), tmp_path / "r18.pth")  # random weights stand in for ArcFace
+    Image.fromarray(astronaut).save(tmp_path / "a.png")
+    out = tmp_path / "out"
+    rc = main(["restore", str(tmp_path / "a.png"), "-o", str(out), "--model", str(tiny_model_dir), *FAST,
+               "--steps", "4", "--strength", "1.0", "--identity-scale", "0.1", "--identity-model",
+               str(tmp_path / "r18.pth"), "--identity-window", "0,0.5", "--quality-scale", "0.1",
+               "--quality-window", "0.5,1", "--fidelity-scale", "0.05", "--guidance-every", "1"])  # fmt: skip
+    assert rc == 0
+    face = [r for r in _records(out) if r["type"] == "photo"][0]["faces"][0]
+    g = face["guidance"]
+    assert g["identity"]["steps"] == [0, 1] and g["quality"]["steps"] == [2, 3]
+    assert g["fidelity"]["steps"] == [0, 1, 2]  # default window [0, 0.6): 0/4, 1/4, 2/4
+    for name in ("identity", "quality", "fidelity"):
+        assert len(g[name]["values"]) == len(g[name]["steps"]) and isinstance(g[name]["final"], float)
+    assert -1.0 <= g["identity"]["final"] <= 1.0 and 0.0 <= g["quality"]["final"] <= 1.0
+
+
+def test_identity_scale_without_model_is_a_config_error(tmp_path, capsys):
+    rc = main(["restore", str(tmp_path), "-o", str(tmp_path / "o"), "--identity-scale", "0.1"])
+    assert rc == 2 and "--identity-model" in capsys.readouterr().err

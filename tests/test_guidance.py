@@ -190,3 +190,36 @@ def test_guidance_argument_validation():
     with pytest.raises(ValueError, match="space"):
         FidelityGuidance(1.0, space="fourier")
     assert not Guidance(0.0).is_active(0, 10)
+
+
+def test_identity_objective_rises_with_scale(pipe):
+    """Identity guidance with a (random-weight) differentiable ArcFace IResNet: the cosine similarity to the
+    reference, measured by the same network on the result, rises with the scale."""
+    from authface.guidance import IdentityGuidance
+    from authface.models.identity import ArcFaceEncoder, iresnet
+
+    torch.manual_seed(0)
+    encoder = ArcFaceEncoder(iresnet("r18"))
+    with torch.no_grad():
+        reference = encoder.embed(crops(1, seed=7))[0]  # another "person"
+    values = []
+    for s in (0.0, 0.1, 0.2):
+        g = IdentityGuidance(encoder, s, reference=reference)
+        out = run(pipe, [g])
+        with torch.no_grad():
+            values.append(encoder.embed(out.images) @ reference)
+        if s > 0:
+            assert torch.allclose(values[-1], torch.tensor([f["identity"] for f in out.guidance_final]), atol=1e-3)
+    assert (values[1] > values[0]).all() and (values[2] > values[1]).all(), values
+
+
+def test_identity_guidance_defaults_to_the_input_face(pipe):
+    from authface.guidance import IdentityGuidance
+    from authface.models.identity import ArcFaceEncoder, iresnet
+
+    torch.manual_seed(0)
+    encoder = ArcFaceEncoder(iresnet("r18"))
+    out = run(pipe, [IdentityGuidance(encoder, 0.1)], steps=2)
+    with torch.no_grad():
+        expected = (encoder.embed(out.images) * encoder.embed(crops(2))).sum(-1)
+    assert torch.allclose(torch.tensor([f["identity"] for f in out.guidance_final]), expected, atol=1e-3)
