@@ -97,6 +97,10 @@ def build_parser() -> argparse.ArgumentParser:
         r.add_argument(flag, dest=_dest(flag), action="store_true", default=None, help=f"({key}=true)")
     r.add_argument("--no-recursive", dest="no_recursive", action="store_true", help="do not descend into subfolders")
     r.set_defaults(func=cmd_restore)
+
+    from .data.prepare import add_prepare_parser
+
+    add_prepare_parser(sub)
     return parser
 
 
