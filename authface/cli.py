@@ -42,6 +42,8 @@ RESTORE_FLAGS: dict[str, tuple[str, dict]] = {
     "--scheduler": ("sampler.scheduler", dict()),
     "--color-fix": ("sampler.color_fix", dict(help="none | wavelet | adain")),
     "--seed": ("sampler.seed", dict(type=int)),
+    "--quality-target": ("sampler.quality_target", dict(type=float, help="quality to ask a model trained with the "
+                                                        "image-quality prior for, in [0, 1] (default 0.9)")),
     "--batch-size": ("sampler.batch_size", dict(type=int, help="faces per pipeline call, across photos")),
     "--detector": ("face.detector", dict(help="dlib | dlib-mmod | yunet | insightface")),
     "--detector-model": ("face.detector_model", dict(help="local model file/folder for yunet/insightface")),
@@ -192,7 +194,7 @@ def build_restorer(cfg: RestoreConfig):
     guidance = build_guidance(cfg.guidance, device, detector, f.crop_size, cfg.io.max_pixels)
     restore_fn = pipeline_restore_fn(
         pipe, s.prompt, s.negative_prompt, s.steps, s.strength, s.guidance_scale, s.controlnet_scale,
-        s.color_fix, s.batch_size, guidance,
+        s.color_fix, s.batch_size, guidance, s.quality_target,
     )  # fmt: skip
     restorer = FaceRestorer(
         restore_fn, detector, f.crop_size, f.only_center_face, f.min_face_size, f.max_faces, f.aligned,

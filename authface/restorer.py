@@ -216,6 +216,7 @@ def pipeline_restore_fn(
     color_fix: str,
     batch_size: int,
     guidance: list | None = None,
+    quality_score: float | None = None,
 ) -> RestoreCrops:
     """Adapt an :class:`AuthFacePipeline` to the restorer's ``restore_crops`` interface (one seed per face)."""
     import torch
@@ -233,6 +234,7 @@ def pipeline_restore_fn(
             batch_size=batch_size,
             color_fix=color_fix,
             guidance=guidance,
+            quality_score=quality_score,
             output_type="np",
         )
         extras = [{"guidance": summarize_guidance(log, final)} if log or final else {}

@@ -128,7 +128,7 @@ def load_controlnet(ref: str, dtype: torch.dtype, single_file_config: str | None
         raise _not_found("ControlNet", ref, err) from err
 
 
-def _base_components(ref: str, dtype, single_file_config, revision, variant) -> tuple[dict, dict | None]:
+def load_base_components(ref: str, dtype, single_file_config=None, revision=None, variant=None) -> tuple[dict, dict | None]:
     """(components dict, model_index or None) of a base model given as folder, hub id or single file."""
     from diffusers import StableDiffusionPipeline
 
@@ -221,7 +221,7 @@ def load_pipeline(
     from ..config import DEFAULT_CONTROLNET
     from ..pipeline import AuthFacePipeline
 
-    comps, index = _base_components(model, dtype, single_file_config, revision, variant)
+    comps, index = load_base_components(model, dtype, single_file_config, revision, variant)
     has_own = index is not None and "controlnet" in index
     if controlnet in ("auto", None, "none", "") and has_own:
         src = str(Path(model).expanduser()) if Path(model).expanduser().exists() else model

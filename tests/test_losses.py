@@ -1,0 +1,103 @@
+"""The time-aware latent facial feature loss and its weighting."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from authface.losses import (
+    FacialFeatureLoss,
+    crop_regions,
+    gram,
+    logit_normal_density,
+    min_snr_weight,
+    normalized_time,
+    time_weight,
+)
+
+
+@pytest.mark.parametrize("m, s", [(0.0, 1.0), (0.5, 0.8), (-1.0, 1.5)])
+def test_weight_is_the_analytic_logit_normal_density(m, s):
+    t = torch.arange(0, 1000)
+    w = time_weight(t, 1000, "logit_normal", m, s).double().numpy()
+    u = (np.arange(1000) + 0.5) / 1000
+    expected = np.exp(-((np.log(u / (1 - u)) - m) ** 2) / (2 * s * s)) / (s * math.sqrt(2 * math.pi) * u * (1 - u))
+    assert np.allclose(w, expected, rtol=1e-4)
+    assert abs(w.mean() - 1.0) < 0.02  # a density on (0, 1): its mean over uniform u is its integral
+    # and it is the density of sigmoid(N(m, s)): compare with a histogram of samples
+    rng = np.random.default_rng(0)
+    samples = 1 / (1 + np.exp(-rng.normal(m, s, 400_000)))
+    hist, edges = np.histogram(samples, bins=20, range=(0, 1), density=True)
+    centres = torch.tensor((edges[:-1] + edges[1:]) / 2)
+    dens = logit_normal_density(centres, m, s).numpy()
+    inner = slice(2, 18)  # away from the edges, where 20 bins average a steep density
+    assert np.allclose(hist[inner], dens[inner], rtol=0.08, atol=0.02)
+
+
+def test_weight_peaks_mid_diffusion_and_ablation_modes():
+    t = torch.tensor([10, 500, 990])
+    w = time_weight(t, 1000, "logit_normal", 0.0, 1.0)
+    assert w[1] > w[0] and w[1] > w[2]
+    assert torch.equal(time_weight(t, 1000, "constant"), torch.ones(3))
+    assert torch.equal(time_weight(t, 1000, "off"), torch.zeros(3))
+    with pytest.raises(ValueError, match="logit_normal"):
+        time_weight(t, 1000, "cosine")
+    assert torch.allclose(normalized_time(torch.tensor([0, 999]), 1000), torch.tensor([0.0005, 0.9995]))
+
+
+def test_crop_regions_matches_slicing_on_the_grid():
+    x = torch.arange(2 * 4 * 16 * 16, dtype=torch.float32).reshape(2, 4, 16, 16)
+    boxes = torch.tensor([[[2, 4, 10, 12], [0, 0, 8, 8]]] * 2, dtype=torch.float32)  # (B, R, 4)
+    crops = crop_regions(x, boxes, size=8)
+    assert crops.shape == (2, 2, 4, 8, 8)
+    assert torch.allclose(crops[:, 0], x[:, :, 4:12, 2:10])
+    assert torch.allclose(crops[:, 1], x[:, :, 0:8, 0:8])
+
+
+def test_facial_loss_zero_on_target_positive_otherwise_and_differentiable():
+    torch.manual_seed(0)
+    target = torch.randn(2, 4, 16, 16)
+    boxes = torch.tensor([[[3, 4, 7, 7], [9, 4, 13, 7], [5, 10, 11, 13]]] * 2, dtype=torch.float32)
+    t = torch.tensor([400, 600])
+    loss = FacialFeatureLoss(1000)
+    zero, parts = loss(target.clone(), target, boxes, t)
+    assert zero.item() == pytest.approx(0.0, abs=1e-7)
+    pred = (target + 0.3 * torch.randn_like(target)).requires_grad_(True)
+    value, parts = loss(pred, target, boxes, t)
+    assert value > 0 and parts["facial_recon"] > 0 and parts["facial_style"] > 0
+    value.backward()
+    assert pred.grad.abs().sum() > 0
+    outside = torch.ones(16, 16, dtype=torch.bool)
+    outside[3:14, 2:14] = False  # the regions plus one pixel of bilinear support
+    assert pred.grad[:, :, outside].abs().max() == 0  # only the eyes and mouth get gradient
+    off, _ = FacialFeatureLoss(1000, weight_mode="off")(pred, target, boxes, t)
+    assert off.item() == 0.0
+    # the time weight scales the loss
+    const, _ = FacialFeatureLoss(1000, weight_mode="constant")(pred, target, boxes, t)
+    w = time_weight(t, 1000).mean()
+    assert value.item() == pytest.approx((const * w).item(), rel=0.2)
+
+
+def test_discriminators_and_gan_terms():
+    torch.manual_seed(0)
+    loss = FacialFeatureLoss(1000, gan_weight=0.1)
+    target = torch.randn(2, 4, 16, 16)
+    boxes = torch.tensor([[[3, 4, 7, 7], [9, 4, 13, 7], [5, 10, 11, 13]]] * 2, dtype=torch.float32)
+    value, parts = loss(target + 0.1, target, boxes, torch.tensor([300, 700]))
+    assert "facial_gan_g" in parts and torch.isfinite(value)
+    d = loss.discriminator_loss(target + 0.1, target, boxes)
+    d.backward()
+    assert all(p.grad is not None for p in loss.discriminators.parameters())
+
+
+def test_gram_and_min_snr():
+    f = torch.randn(3, 5, 4, 4)
+    g = gram(f)
+    assert g.shape == (3, 5, 5) and torch.allclose(g, g.transpose(1, 2))
+    ac = torch.linspace(0.999, 0.001, 1000)
+    w = min_snr_weight(torch.tensor([0, 999]), ac, 5.0, "epsilon")
+    snr0 = ac[0] / (1 - ac[0])
+    assert w[0].item() == pytest.approx((5.0 / snr0).item(), rel=1e-5) and w[1].item() == pytest.approx(1.0)
