@@ -87,7 +87,7 @@ def train(cfg: TrainConfig) -> Path:
     from diffusers.optimization import get_scheduler
     from diffusers.training_utils import EMAModel
 
-    from .data.dataset import FaceRestorationDataset, validate_images
+    from .data.dataset import EpochSampler, FaceRestorationDataset, validate_images
     from .data.prepare import read_manifest
     from .losses import FacialFeatureLoss, min_snr_weight
     from .models.quality_prior import add_quality_prior, quality_labels
@@ -119,9 +119,11 @@ def train(cfg: TrainConfig) -> Path:
                                     "`authface prepare`):\n  " + "\n  ".join(problems))  # fmt: skip
     dataset = FaceRestorationDataset(records, cfg.data.resolution, cfg.data.degradation, cfg.seed,
                                      cfg.facial.regions, cfg.data.prompt)  # fmt: skip
+    sampler = EpochSampler(len(dataset), cfg.seed)
     loader = torch.utils.data.DataLoader(
-        dataset, batch_size=cfg.optim.batch_size, shuffle=True, num_workers=cfg.data.num_workers,
-        generator=torch.Generator().manual_seed(cfg.seed), drop_last=len(dataset) >= cfg.optim.batch_size,
+        dataset, batch_size=cfg.optim.batch_size, sampler=sampler, num_workers=cfg.data.num_workers,
+        drop_last=len(dataset) >= cfg.optim.batch_size,
+        generator=torch.Generator().manual_seed(cfg.seed),  # its own: starting an epoch never draws global RNG
     )  # fmt: skip
 
     # 2. models: frozen VAE/text encoder/UNet base; LoRA on the UNet; ControlNet (+ quality prior) trained
@@ -218,9 +220,12 @@ def train(cfg: TrainConfig) -> Path:
         if done:
             break
         dataset.set_epoch(epoch)
-        epoch_loader = accelerator.skip_first_batches(loader, skip_batches) if skip_batches else loader
-        skip_batches = 0
-        for batch in epoch_loader:
+        sampler.set_epoch(epoch)
+        if hasattr(loader, "set_epoch"):  # accelerate's loader re-sets the sampler's epoch from its own counter
+            loader.set_epoch(epoch)
+        for batch_index, batch in enumerate(loader):
+            if batch_index < skip_batches:  # resuming mid-epoch: the order is the same, so skip what was done
+                continue
             with accelerator.accumulate(*models):
                 hq = batch["hq"].to(accelerator.device, dtype=weight_dtype)
                 lq = batch["lq"].to(accelerator.device, dtype=weight_dtype)
@@ -293,6 +298,7 @@ def train(cfg: TrainConfig) -> Path:
             if global_step >= cfg.optim.max_steps:
                 done = True
                 break
+        skip_batches = 0
 
     # 5. save: the model folder (LoRA fused) + the LoRA alone
     accelerator.wait_for_everyone()

@@ -49,7 +49,10 @@ def main(argv: list[str] | None = None) -> int:
     except (ManifestError, TrainingDataError, FileNotFoundError) as e:
         print(f"authface-train: error: {e}", file=sys.stderr)
         return 2
-    print(f"authface-train: model folder written to {out}", file=sys.stderr)
+    import os
+
+    if os.environ.get("RANK", "0") == "0":
+        print(f"authface-train: model folder written to {out}", file=sys.stderr)
     return 0
 
 

@@ -86,3 +86,21 @@ def validate_images(records: Sequence[dict]) -> list[str]:
         except io.ImageReadError as err:
             problems.append(f"{rec.get('file', Path(rec['path']).name)}: {err.reason}")
     return problems
+
+
+class EpochSampler(torch.utils.data.Sampler):
+    """Shuffles with a permutation that depends only on (seed, epoch), never on RNG state, so a run resumed from
+    a checkpoint sees exactly the order an uninterrupted run would. Call :meth:`set_epoch` every epoch."""
+
+    def __init__(self, n: int, seed: int = 0):
+        self.n, self.seed, self.epoch = n, seed, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __iter__(self):
+        g = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
+        return iter(torch.randperm(self.n, generator=g).tolist())
