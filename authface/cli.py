@@ -103,6 +103,10 @@ def build_parser() -> argparse.ArgumentParser:
     from .data.prepare import add_prepare_parser
 
     add_prepare_parser(sub)
+
+    from .training import add_train_parser
+
+    add_train_parser(sub)
     return parser
 
 

@@ -385,3 +385,56 @@ def loss_trend(log_path: Path, window: int = 5) -> tuple[float, float]:
     """(mean loss of the first ``window`` logged steps, mean of the last ``window``) from train_log.jsonl."""
     losses = [json.loads(line)["loss"] for line in Path(log_path).read_text().splitlines() if line.strip()]
     return float(np.mean(losses[:window])), float(np.mean(losses[-window:]))
+
+
+# ------------------------------------------------------------------------------------------------ entry point
+def add_train_arguments(parser) -> None:
+    parser.add_argument("--config", help="YAML training config (configs/train/*.yaml)")
+    parser.add_argument("--data", help="dataset folder from `authface prepare` (data.dataset)")
+    parser.add_argument("--output", help="output/model folder (output.output_dir)")
+    parser.add_argument("--resume_from_checkpoint", "--resume-from-checkpoint", dest="resume",
+                        help="'latest' or a checkpoint-N folder")  # fmt: skip
+    parser.add_argument("--max_steps", "--max-steps", dest="max_steps", type=int)
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="override any config key, e.g. --set optim.learning_rate=5e-5 (repeatable)")  # fmt: skip
+
+
+def add_train_parser(subparsers) -> None:
+    p = subparsers.add_parser(
+        "train", help="fine-tune a face restorer (one process; use accelerate launch training/train.py for more)",
+        description="Fine-tune LoRA + ControlNet (+ quality prior) on a dataset from `authface prepare`.",
+    )  # fmt: skip
+    add_train_arguments(p)
+    p.set_defaults(func=run_from_args)
+
+
+def run_from_args(args) -> int:
+    """Resolve the config from CLI arguments and train; 0 on success, 2 for config/data errors."""
+    import os
+    import sys
+
+    from .config import ConfigError, load_config
+    from .data.prepare import ManifestError
+
+    overrides = []
+    if args.data:
+        overrides.append(f"data.dataset={args.data}")
+    if args.output:
+        overrides.append(f"output.output_dir={args.output}")
+    if args.resume:
+        overrides.append(f"output.resume_from_checkpoint={args.resume}")
+    if args.max_steps:
+        overrides.append(f"optim.max_steps={args.max_steps}")
+    try:
+        cfg = load_config(TrainConfig, args.config, overrides + list(args.overrides))
+    except ConfigError as e:
+        print(f"authface-train: config error: {e}", file=sys.stderr)
+        return 2
+    try:
+        out = train(cfg)
+    except (ManifestError, TrainingDataError, FileNotFoundError) as e:
+        print(f"authface-train: error: {e}", file=sys.stderr)
+        return 2
+    if os.environ.get("RANK", "0") == "0":
+        print(f"authface-train: model folder written to {out}", file=sys.stderr)
+    return 0

@@ -157,3 +157,15 @@ def test_two_process_cpu_launch_writes_one_checkpoint(dataset, tmp_path):
     assert states == ["random_states_0.pkl", "random_states_1.pkl"]  # two processes really ran
     assert (out / "model_index.json").is_file()
     assert len((out / "train_log.jsonl").read_text().splitlines()) == 2  # main-process I/O only
+
+
+def test_training_options_run_together(dataset, tmp_path):
+    """EMA, min-SNR weighting, gradient checkpointing, accumulation, region discriminators, 8-bit Adam fallback,
+    ControlNet-only training and a constant facial weight all run (2 optimiser steps)."""
+    out = train(_cfg(dataset, tmp_path / "opts", "optim.max_steps=2", "optim.ema=true", "optim.min_snr_gamma=5",
+                     "optim.gradient_accumulation_steps=2", "optim.adam_8bit=true", "model.gradient_checkpointing=true",
+                     "facial.gan_weight=0.1", "facial.mode=constant", "model.train_lora=false",
+                     "output.checkpointing_steps=100"))  # fmt: skip
+    logs = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
+    assert len(logs) == 2 and all("facial_gan_d" in r and r["facial_weight"] == 1.0 for r in logs)
+    assert not (out / LORA_WEIGHT_NAME).exists() and (out / "controlnet").is_dir()
