@@ -329,18 +329,22 @@ _CHOICES = {
 }
 
 
+def _check_choices(cfg: Any, table: dict[str, tuple | None]) -> None:
+    for key, choices in table.items():
+        if choices is None:
+            continue
+        section, name = key.split(".")
+        value = getattr(getattr(cfg, section), name)
+        if value not in choices:
+            raise ConfigError(f"{key} must be one of {', '.join(choices)}; got {value!r}")
+
+
 def validate(cfg: Any) -> None:
     """Range and choice checks that types alone cannot express."""
     if isinstance(cfg, TrainConfig):
         _validate_train(cfg)
     if isinstance(cfg, RestoreConfig):
-        for key, choices in _CHOICES.items():
-            if choices is None:
-                continue
-            section, name = key.split(".")
-            value = getattr(getattr(cfg, section), name)
-            if value not in choices:
-                raise ConfigError(f"{key} must be one of {', '.join(choices)}; got {value!r}")
+        _check_choices(cfg, _CHOICES)
         s = cfg.sampler
         if not 0.0 < s.strength <= 1.0:
             raise ConfigError(f"sampler.strength must be in (0, 1], got {s.strength}")
@@ -500,11 +504,7 @@ _TRAIN_CHOICES = {
 
 
 def _validate_train(cfg: TrainConfig) -> None:
-    for key, choices in _TRAIN_CHOICES.items():
-        section, name = key.split(".")
-        value = getattr(getattr(cfg, section), name)
-        if value not in choices:
-            raise ConfigError(f"{key} must be one of {', '.join(choices)}; got {value!r}")
+    _check_choices(cfg, _TRAIN_CHOICES)
     o, d = cfg.optim, cfg.data
     for key, value in (("optim.max_steps", o.max_steps), ("optim.batch_size", o.batch_size),
                        ("optim.gradient_accumulation_steps", o.gradient_accumulation_steps)):  # fmt: skip
