@@ -61,3 +61,19 @@ def test_shipped_configs_load():
     assert files, "configs/restore/*.yaml missing"
     for f in files:
         load_config(RestoreConfig, f)
+
+
+def test_shipped_train_configs_load_and_train_checks():
+    from pathlib import Path
+
+    from authface.config import TrainConfig
+
+    root = Path(__file__).resolve().parents[1] / "configs" / "train"
+    for f in sorted(root.glob("*.yaml")):
+        load_config(TrainConfig, f)
+    with pytest.raises(ConfigError, match="facial.mode"):
+        load_config(TrainConfig, None, ["facial.mode=cosine"])
+    with pytest.raises(ConfigError, match="nothing to train"):
+        load_config(TrainConfig, None, ["model.train_lora=false", "model.train_controlnet=false"])
+    with pytest.raises(ConfigError, match="did you mean 'optim.learning_rate'"):
+        load_config(TrainConfig, None, ["optim.learning_rat=1e-4"])
