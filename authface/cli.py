@@ -107,6 +107,11 @@ def build_parser() -> argparse.ArgumentParser:
     from .training import add_train_parser
 
     add_train_parser(sub)
+
+    from .eval.commands import add_degrade_parser, add_eval_parser
+
+    add_degrade_parser(sub)
+    add_eval_parser(sub)
     return parser
 
 
@@ -409,7 +414,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     level = logging.WARNING - 10 * min(args.verbose, 2)
     logging.basicConfig(level=level, format="authface: %(levelname)s: %(message)s")
-    if args.verbose < 2:
+    if args.verbose < 2 and args.command in ("restore", "train"):
         _quiet_libraries()
     return args.func(args)
 
