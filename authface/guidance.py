@@ -39,15 +39,23 @@ class GuidanceContext:
     timestep: torch.Tensor
     lq_image: torch.Tensor
     """The degraded input crops, [-1, 1] RGB (B, 3, H, W)."""
-    lq_latents: torch.Tensor | None
-    """Their VAE latents (B, 4, H/8, W/8), scaled by vae.config.scaling_factor (None when not computed)."""
     decoders: dict[str, Callable[[torch.Tensor], torch.Tensor]]
     """name -> differentiable decoder: scaled latents (B, 4, h, w) -> [-1, 1] RGB (B, 3, H, W)."""
     cache: dict = field(default_factory=dict)
-    """Per-batch memo shared across steps (e.g. the reference embedding of the input faces)."""
+    """Per-batch memo shared across steps (the input's latents, the reference embedding of the input faces...)."""
+    encode_lq: Callable[[], torch.Tensor] | None = None
+    """Computes the input's latents on first use (only latent-space objectives need them)."""
     clamp: bool = False
     """Clamp decoded images to [-1, 1] (set when measuring the final result, as delivered)."""
     _decoded: dict = field(default_factory=dict)
+
+    @property
+    def lq_latents(self) -> torch.Tensor | None:
+        """The input's VAE latents (B, 4, H/8, W/8), scaled by vae.config.scaling_factor (computed once)."""
+        if "lq_latents" not in self.cache and self.encode_lq is not None:
+            with torch.no_grad():
+                self.cache["lq_latents"] = self.encode_lq()
+        return self.cache.get("lq_latents")
 
     def decode(self, x0_latent: torch.Tensor, decoder: str = "vae", resolution: int | None = None) -> torch.Tensor:
         """Decode once per (decoder, resolution) per step; differentiable w.r.t. ``x0_latent``."""
@@ -277,6 +285,10 @@ def predicted_clean_latent(scheduler, latents, model_output, timestep) -> torch.
     return _eps_and_x0(scheduler, latents, model_output, timestep)[1]
 
 
+def _rms(x: torch.Tensor) -> torch.Tensor:
+    return x.pow(2).mean(dim=tuple(range(1, x.ndim)), keepdim=True).sqrt().clamp_min(1e-12)
+
+
 def apply_guidance(
     guidances: Sequence[Guidance],
     scheduler,
@@ -287,8 +299,13 @@ def apply_guidance(
     """Return the guided model output and one record per active guidance: {name, step, t, values}.
 
     ``latents``: the scheduler's current sample (B, 4, h, w); ``model_output``: the (CFG-combined) UNet output.
-    All active guidances share one decode per (decoder, resolution) and one backward pass. Nothing keeps a graph
-    across steps: the prediction is detached, and only the correction leaves this function.
+    Cost: one decode per (decoder, resolution) in use, a backward through each objective's own network to its
+    input, and ONE backward through each decoder for all pixel-space objectives together (their image-space
+    gradients are combined first: the decoder's backward is linear in its output gradient). With ``normalize``
+    each objective's gradient is made unit-RMS where it is taken (image or latent), and the decoder's backward
+    is rescaled to the RMS of the combined image-space gradient, so a lone guidance moves x̂0 by exactly ``scale``
+    latent standard deviations. Nothing keeps a graph across steps: x̂0 is detached and only the correction
+    leaves this function.
     """
     active = [g for g in guidances if g.is_active(ctx.step_index, ctx.num_steps)]
     if not active:
@@ -297,23 +314,38 @@ def apply_guidance(
     sigma = ((1 - a) / a).sqrt()
     x0 = x0.detach().requires_grad_(True)
     ctx._decoded.clear()
-    records, grads = [], []
+    records = []
+    step_norm = torch.zeros_like(x0)  # normalised steps on x̂0, in latent standard deviations
+    grad_raw = torch.zeros_like(x0)  # raw scale-weighted gradients ∇x̂0 J (classifier guidance)
     with torch.enable_grad():
-        values = [g.evaluate(x0, ctx) for g in active]  # each (B,)
-        for i, (g, v) in enumerate(zip(active, values)):
-            (grad,) = torch.autograd.grad(v.sum(), x0, retain_graph=i < len(active) - 1)
-            grads.append((g, grad))
+        evaluated = []
+        for g in active:
+            image = ctx.decode(x0, g.decoder, g.resolution) if g.space == "pixel" else None
+            evaluated.append((g, g.objective(x0, image, ctx), image))  # value (B,)
+        groups: dict[tuple[int, bool], list] = {}  # (decoded image, normalize) -> [image, combined gradient]
+        for g, value, image in evaluated:
+            wrt = x0 if image is None else image
+            (grad,) = torch.autograd.grad(value.sum(), wrt, retain_graph=True, allow_unused=True)
+            grad = torch.zeros_like(wrt) if grad is None else grad
+            grad = g.scale * (grad / _rms(grad) if g.normalize else grad)
+            if image is None:
+                if g.normalize:
+                    step_norm += grad
+                else:
+                    grad_raw += grad
+            else:
+                entry = groups.setdefault((id(image), g.normalize), [image, torch.zeros_like(image)])
+                entry[1] += grad
             records.append({"name": g.name, "step": ctx.step_index, "t": int(ctx.timestep),
-                            "values": [float(x) for x in v.detach().float().cpu()]})  # fmt: skip
+                            "values": [float(x) for x in value.detach().float().cpu()]})  # fmt: skip
+        for (_, normalize), (image, combined) in groups.items():
+            (latent_grad,) = torch.autograd.grad(image, x0, grad_outputs=combined, retain_graph=True)
+            if normalize:
+                step_norm += latent_grad / _rms(latent_grad) * _rms(combined)
+            else:
+                grad_raw += latent_grad
     ctx._decoded.clear()
-    correction = torch.zeros_like(eps)
-    for g, grad in grads:
-        if g.normalize:
-            rms = grad.pow(2).mean(dim=(1, 2, 3), keepdim=True).sqrt().clamp_min(1e-12)
-            correction += (g.scale / sigma) * grad / rms
-        else:
-            correction += g.scale * sigma * grad
-    eps = eps - correction
+    eps = eps - step_norm / sigma - sigma * grad_raw
     if getattr(scheduler.config, "prediction_type", "epsilon") == "v_prediction":
         out = (eps - (1 - a).sqrt() * x_vp) / a.sqrt()
     else:
@@ -322,13 +354,19 @@ def apply_guidance(
 
 
 @torch.no_grad()
-def final_values(guidances: Sequence[Guidance], latents: torch.Tensor, ctx: GuidanceContext) -> dict[str, list[float]]:
+def final_values(
+    guidances: Sequence[Guidance], latents: torch.Tensor, ctx: GuidanceContext, decoded: torch.Tensor | None = None
+) -> dict[str, list[float]]:
     """Each guidance's objective on the final clean latents (B, 4, h, w), decoded and clamped as delivered
-    (before any colour fix): name -> per-image values."""
+    (before any colour fix): name -> per-image values. ``decoded``: the pipeline's own full-VAE decode of
+    ``latents``, reused instead of decoding again."""
     out = {}
+    x = latents.float()
     ctx.clamp = True
     ctx._decoded.clear()
+    if decoded is not None:
+        ctx._decoded[("vae", None, id(x))] = decoded.float().clamp(-1, 1)
     for g in guidances:
-        out[g.name] = [float(x) for x in g.evaluate(latents.float(), ctx).float().cpu()]
+        out[g.name] = [float(v) for v in g.evaluate(x, ctx).float().cpu()]
     ctx._decoded.clear()
     return out

@@ -255,8 +255,7 @@ class AuthFacePipeline(DiffusionPipeline, StableDiffusionLoraLoaderMixin):
         timesteps = self.get_timesteps(steps, strength, device)
 
         # 5. initial latents: noise, or the degraded crop's latent noised to the first timestep
-        need_lq_latents = strength < 1.0 or bool(guidance)
-        lq_latents = self.encode_image(image).to(dtype) if need_lq_latents else None  # (B, 4, H/8, W/8)
+        lq_latents = self.encode_image(image).to(dtype) if strength < 1.0 else None  # (B, 4, H/8, W/8)
         shape = (b, self.vae.config.latent_channels, image.shape[2] // self.vae_scale_factor,
                  image.shape[3] // self.vae_scale_factor)  # fmt: skip
         noise = randn_tensor(shape, generator=generator, device=device, dtype=dtype)
@@ -269,6 +268,9 @@ class AuthFacePipeline(DiffusionPipeline, StableDiffusionLoraLoaderMixin):
         log: list[list[dict]] = [[] for _ in range(b)]
         n = len(timesteps)
         decoders, cache = (self.guidance_decoders(), {}) if guidance else (None, None)
+        if lq_latents is not None and guidance:
+            cache["lq_latents"] = lq_latents
+        encode_lq = (lambda: self.encode_image(image).to(dtype)) if guidance else None  # noqa: E731
         for i, t in enumerate(timesteps):
             x_in = torch.cat([latents] * 2) if do_cfg else latents
             x_in = self.scheduler.scale_model_input(x_in, t)
@@ -284,7 +286,7 @@ class AuthFacePipeline(DiffusionPipeline, StableDiffusionLoraLoaderMixin):
                 uncond_pred, cond_pred = noise_pred.chunk(2)
                 noise_pred = uncond_pred + guidance_scale * (cond_pred - uncond_pred)
             if guidance:
-                ctx = GuidanceContext(i, n, t, image, lq_latents, decoders, cache)
+                ctx = GuidanceContext(i, n, t, image, decoders, cache, encode_lq)
                 noise_pred, records = apply_guidance(guidance, self.scheduler, latents, noise_pred, ctx)
                 for rec in records:
                     for j in range(b):
@@ -292,14 +294,15 @@ class AuthFacePipeline(DiffusionPipeline, StableDiffusionLoraLoaderMixin):
             latents = self.scheduler.step(noise_pred, t, latents, return_dict=False)[0]
 
         final = [{} for _ in range(b)]
-        if guidance:  # each objective on the result, for the manifest
-            ctx = GuidanceContext(n, n, timesteps[-1], image, lq_latents, decoders, cache)
-            for name, values in final_values(guidance, latents, ctx).items():
+        decoded = self.decode_latents(latents).float() if output_type != "latent" else None  # (B, 3, H, W)
+        if guidance:  # each objective on the result, for the manifest (reusing the decode above)
+            ctx = GuidanceContext(n, n, timesteps[-1], image, decoders, cache, encode_lq)
+            for name, values in final_values(guidance, latents, ctx, decoded).items():
                 for j in range(b):
                     final[j][name] = values[j]
         if output_type == "latent":
             return latents, log, final
-        restored = self.decode_latents(latents).float().clamp(-1, 1)  # (B, 3, H, W)
+        restored = decoded.clamp(-1, 1)
         restored = apply_color_fix(color_fix, restored, image.float()).clamp(-1, 1)
         if output_type == "np":
             return io.tensor_to_numpy(restored), log, final

@@ -214,6 +214,8 @@ def train(cfg: TrainConfig) -> Path:
             return text_encoder(ids)[0]  # (B, 77, D)
 
     # 4. loop
+    unet_t.train()
+    controlnet_t.train()
     num_epochs = math.ceil(cfg.optim.max_steps / steps_per_epoch)
     done = global_step >= cfg.optim.max_steps
     for epoch in range(first_epoch, num_epochs):
@@ -347,7 +349,7 @@ def _validate(accelerator, comps, unet, controlnet, dataset, cfg: TrainConfig, s
     pipe = _pipeline(accelerator, comps, unet, controlnet)
     was_training = [m.training for m in (unet, controlnet)]
     unet.eval()
-    controlnet.eval()
+    controlnet.eval()  # restored below: validation must not leave the models in eval mode
     out = pipe(lq, prompt=cfg.data.prompt, num_inference_steps=20, strength=1.0,
                generator=[torch.Generator().manual_seed(i) for i in range(n)], color_fix="none",
                output_type="pt").images  # fmt: skip
