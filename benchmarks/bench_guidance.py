@@ -543,16 +543,20 @@ def flop_projection(args) -> int:
             dimg = torch.zeros(b, 3, side, side, device=meta, dtype=torch.float32)
             enc_f, enc_fb = fwd(encoder.embed, dimg), fwd_bwd(encoder.embed, dimg)
             sc_f, sc_fb = fwd(scorer, dimg), fwd_bwd(scorer, dimg)
-            n_obj = len(guidances)
-            per_step = dec_f + n_obj * (dec_fb - dec_f) + enc_fb + sc_fb
-            final = dec_f + enc_f + sc_f
-            extra = vae_enc + ref + n_guided * per_step + final
+            # authface.guidance.apply_guidance: one decode, each objective's own backward to the image, then ONE
+            # decoder backward for all pixel objectives; the input is VAE-encoded only for strength < 1 or
+            # latent-space fidelity (neither here); the final objectives reuse the output's full-VAE decode
+            per_step = dec_fb + enc_fb + sc_fb
+            reuse = g0.decoder == "vae" and side == size
+            final = (0.0 if reuse else dec_f) + enc_f + sc_f
+            encode = vae_enc if args.strength < 1.0 else 0.0
+            extra = encode + ref + n_guided * per_step + final
             print(
                 f"FLOPS {name}/plain = {(plain + extra) / plain:.3f} (extra {extra:.1f} GFLOP over {plain:.1f}: input "
-                f"VAE encode {vae_enc:.1f}, reference embedding {ref:.2f}, {n_guided} guided steps x {per_step:.1f} "
-                f"[decode fwd {dec_f:.1f} + {n_obj} x decode bwd {dec_fb - dec_f:.1f} (one backward per objective) + "
+                f"VAE encode {encode:.1f}, reference embedding {ref:.2f}, {n_guided} guided steps x {per_step:.1f} "
+                f"[decode fwd+bwd {dec_fb:.1f} (one decoder backward for all objectives) + "
                 f"identity fwd+bwd {enc_fb:.2f} + quality fwd+bwd {sc_fb:.3f}], objectives on the final latent "
-                f"{final:.1f}; decode at {side}x{side}; batch {b})"
+                f"{final:.1f}{' (output decode reused)' if reuse else ''}; decode at {side}x{side}; batch {b})"
             )
     return 0
 
