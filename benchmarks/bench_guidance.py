@@ -65,11 +65,9 @@ import torch  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from bench_pipeline import (  # noqa: E402
-    MIB,
     NEGATIVE_PROMPT,
     PROMPT,
     OverheadCase,
-    RssPeak,
     _sync,
     count_params,
     full_components,
@@ -295,38 +293,12 @@ class GuidanceCase(OverheadCase):
                 self.timed(which)
         wall: dict[str, list[float]] = {n: [] for n in self.names}
         cpu: dict[str, list[float]] = {n: [] for n in self.names}
-        k = len(self.names)
         for r in range(reps):
-            for which in self.names[r % k :] + self.names[: r % k]:
+            for which in self.order(r):
                 dt, dc = self.timed(which)
                 wall[which].append(dt)
                 cpu[which].append(dc)
         return wall, cpu
-
-    def memory(self, reps: int, interval_ms: float) -> dict[str, tuple[float, float]]:
-        """{name: (peak MiB, growth MiB)}, max over ``reps`` calls; CUDA: allocated memory, CPU: process RSS."""
-        res: dict[str, tuple[float, float]] = {}
-        for _ in range(reps):
-            for which in self.names:
-                if self.device.type == "cuda":
-                    gc.collect()
-                    torch.cuda.empty_cache()
-                    torch.cuda.synchronize(self.device)
-                    base = torch.cuda.memory_allocated(self.device)
-                    torch.cuda.reset_peak_memory_stats(self.device)
-                    out = self.call(which)
-                    torch.cuda.synchronize(self.device)
-                    peak = torch.cuda.max_memory_allocated(self.device)
-                    del out
-                    cur = (peak / MIB, (peak - base) / MIB)
-                else:
-                    with RssPeak(interval_ms / 1000.0) as m:
-                        out = self.call(which)
-                        del out
-                    cur = (m.peak / MIB, m.growth / MIB)
-                prev = res.get(which, (0.0, 0.0))
-                res[which] = (max(prev[0], cur[0]), max(prev[1], cur[1]))
-        return res
 
     def breakdown(self, which: str) -> RegionTimer:
         """One instrumented call of variant ``which``."""

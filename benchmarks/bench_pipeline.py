@@ -299,19 +299,24 @@ class OverheadCase:
         wall: dict[str, list[float]] = {"authface": [], "diffusers": []}
         cpu: dict[str, list[float]] = {"authface": [], "diffusers": []}
         for r in range(reps):
-            order = ("authface", "diffusers") if r % 2 == 0 else ("diffusers", "authface")
-            for which in order:
+            for which in self.order(r):
                 dt, dc = self.timed(which)
                 wall[which].append(dt)
                 cpu[which].append(dc)
         return wall, cpu
 
+    names: tuple[str, ...] = ("authface", "diffusers")
+
+    def order(self, r: int) -> tuple[str, ...]:
+        """Round ``r``'s call order: the names rotated by ``r`` (A B / B A for two)."""
+        k = r % len(self.names)
+        return tuple(self.names[k:] + self.names[:k])
+
     def memory(self, reps: int, interval_ms: float) -> dict[str, tuple[float, float]]:
         """{name: (peak MiB, growth MiB)}; CUDA: allocated memory, CPU: RSS (peak absolute, growth over the call)."""
         res: dict[str, tuple[float, float]] = {}
         for r in range(reps):
-            order = ("authface", "diffusers") if r % 2 == 0 else ("diffusers", "authface")
-            for which in order:
+            for which in self.order(r):
                 if self.device.type == "cuda":
                     gc.collect()
                     torch.cuda.empty_cache()
