@@ -41,16 +41,12 @@ def load_components(cfg: TrainConfig) -> dict:
         from .testing.tiny_model import tiny_components
 
         comps = tiny_components(seed=cfg.seed)
-        if m.controlnet is None:
-            comps["controlnet"] = ControlNetModel.from_unet(comps["unet"])
     else:
         comps, _ = load_base_components(m.base, torch.float32, m.single_file_config, m.revision, m.variant)
-        comps["controlnet"] = (
-            ControlNetModel.from_unet(comps["unet"]) if m.controlnet is None
-            else load_controlnet(m.controlnet, torch.float32, m.single_file_config, m.revision)
-        )  # fmt: skip
-    if m.controlnet is not None and m.base == TINY_RANDOM_BASE:
-        comps["controlnet"] = load_controlnet(m.controlnet, torch.float32, m.single_file_config, m.revision)
+    comps["controlnet"] = (
+        ControlNetModel.from_unet(comps["unet"]) if m.controlnet is None
+        else load_controlnet(m.controlnet, torch.float32, m.single_file_config, m.revision)
+    )  # fmt: skip
     return comps
 
 

@@ -60,7 +60,7 @@ def _is_path_like(ref: str) -> bool:
         os.path.exists(ref)
         or ref.startswith((".", "/", "~"))
         or ref.lower().endswith(SINGLE_FILE_SUFFIXES)
-        or os.sep in ref.strip("/").replace("/", "", 1)  # more than one slash: not an owner/name hub id
+        or ref.strip("/").count("/") > 1  # a hub id is owner/name: more slashes make it a path
     )
 
 
