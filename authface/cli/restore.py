@@ -1,4 +1,4 @@
-"""Command line: ``authface restore INPUT... -o OUTPUT`` (more subcommands join here).
+"""``authface restore INPUT... -o OUTPUT``: restore every face of many photos, with a resumable manifest.
 
 Per-file failures become one line each on stderr and a record in the manifest; the batch goes on, every good
 photo is written, and the exit code is 1 when any input failed (2 for usage/config errors).
@@ -16,8 +16,8 @@ import time
 import uuid
 from pathlib import Path
 
-from . import __version__
-from .config import ConfigError, RestoreConfig, load_config, to_dict
+from .. import __version__
+from ..config import ConfigError, RestoreConfig, load_config, to_dict
 
 logger = logging.getLogger("authface")
 
@@ -77,13 +77,9 @@ def _dest(flag: str) -> str:
     return flag.lstrip("-").replace("-", "_")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="authface", description="Diffusion-based face restoration.")
-    parser.add_argument("--version", action="version", version=f"authface {__version__}")
-    parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-vv for debug)")
-    sub = parser.add_subparsers(dest="command", required=True)
-
-    r = sub.add_parser(
+def add_parser(subparsers) -> argparse.ArgumentParser:
+    """Register ``authface restore`` on the top-level parser's subparsers."""
+    r = subparsers.add_parser(
         "restore",
         help="restore every face in photos and paste them back",
         description="Restore every face in INPUT photos (files, folders, globs) and write them to OUTPUT.",
@@ -99,20 +95,7 @@ def build_parser() -> argparse.ArgumentParser:
         r.add_argument(flag, dest=_dest(flag), action="store_true", default=None, help=f"({key}=true)")
     r.add_argument("--no-recursive", dest="no_recursive", action="store_true", help="do not descend into subfolders")
     r.set_defaults(func=cmd_restore)
-
-    from .data.prepare import add_prepare_parser
-
-    add_prepare_parser(sub)
-
-    from .training import add_train_parser
-
-    add_train_parser(sub)
-
-    from .eval.commands import add_degrade_parser, add_eval_parser
-
-    add_degrade_parser(sub)
-    add_eval_parser(sub)
-    return parser
+    return r
 
 
 def _overrides(args) -> list[str]:
@@ -177,8 +160,8 @@ def _versions() -> dict:
 
 def build_restorer(cfg: RestoreConfig):
     """Model, device, detector and restorer from a resolved config (the entry point's job)."""
-    from .face import create_detector
-    from .models.loading import (
+    from ..face import create_detector
+    from ..models.loading import (
         configure_pipeline,
         load_pipeline,
         load_tiny_decoder,
@@ -186,7 +169,7 @@ def build_restorer(cfg: RestoreConfig):
         resolve_dtype,
         set_scheduler,
     )
-    from .restorer import FaceRestorer, pipeline_restore_fn
+    from ..restorer import FaceRestorer, pipeline_restore_fn
 
     m, s, f = cfg.model, cfg.sampler, cfg.face
     device = resolve_device(m.device)
@@ -214,8 +197,8 @@ def build_restorer(cfg: RestoreConfig):
 
 def reference_faces(paths: str, detector, crop_size: int, max_pixels: int):
     """Aligned crops (uint8 RGB (S, S, 3)) of the largest face in each reference photo under ``paths``."""
-    from . import io
-    from .face import align_face, select_faces
+    from .. import io
+    from ..face import align_face, select_faces
 
     crops = []
     for src, _ in io.discover_inputs([paths]):
@@ -234,13 +217,13 @@ def build_guidance(g, device, detector, crop_size: int, max_pixels: int) -> list
     """Guidance objects from the ``guidance`` config section (empty when every scale is 0)."""
     import torch
 
-    from . import io
-    from .guidance import FidelityGuidance, IdentityGuidance, QualityGuidance
+    from .. import io
+    from ..guidance import FidelityGuidance, IdentityGuidance, QualityGuidance
 
     common = dict(every=g.every, decoder=g.decoder, resolution=g.resolution, normalize=g.normalize)
     out = []
     if g.identity_scale > 0:
-        from .models.identity import load_identity_encoder
+        from ..models.identity import load_identity_encoder
 
         kw = {"arch": g.identity_arch} if g.identity_arch else {}
         encoder = load_identity_encoder("arcface-onnx" if str(g.identity_model).endswith(".onnx") else "arcface",
@@ -255,7 +238,7 @@ def build_guidance(g, device, detector, crop_size: int, max_pixels: int) -> list
         start, stop = g.identity_window
         out.append(IdentityGuidance(encoder, g.identity_scale, reference=reference, start=start, stop=stop, **common))
     if g.quality_scale > 0:
-        from .models.quality import create_quality_scorer
+        from ..models.quality import create_quality_scorer
 
         scorer = create_quality_scorer(g.quality_metric, model_path=g.quality_model, device=device)
         scorer = scorer.to(device) if hasattr(scorer, "to") else scorer
@@ -270,7 +253,7 @@ def build_guidance(g, device, detector, crop_size: int, max_pixels: int) -> list
 def _save_faces(out_dir: Path, rel: Path, result) -> None:
     import numpy as np
 
-    from . import io
+    from .. import io
 
     for i, (before, after) in enumerate(zip(result.crops_in, result.crops_out)):
         base = out_dir / "faces" / rel.parent / f"{rel.stem}_{i:02d}"
@@ -280,7 +263,7 @@ def _save_faces(out_dir: Path, rel: Path, result) -> None:
 
 
 def cmd_restore(args) -> int:
-    from . import io
+    from .. import io
 
     try:
         cfg = load_config(RestoreConfig, args.config, _overrides(args))
@@ -394,30 +377,3 @@ def cmd_restore(args) -> int:
     print(summary, file=sys.stderr)
     print(f"authface: outputs and manifest in {out_dir}", file=sys.stderr)
     return 1 if failures else 0
-
-
-def _quiet_libraries() -> None:
-    """Libraries' own progress bars and info chatter would drown the per-photo lines."""
-    os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
-    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
-    import diffusers
-    import transformers
-
-    diffusers.utils.logging.set_verbosity_error()
-    diffusers.utils.logging.disable_progress_bar()
-    transformers.utils.logging.set_verbosity_error()
-    transformers.utils.logging.disable_progress_bar()
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    level = logging.WARNING - 10 * min(args.verbose, 2)
-    logging.basicConfig(level=level, format="authface: %(levelname)s: %(message)s")
-    if args.verbose < 2 and args.command in ("restore", "train"):
-        _quiet_libraries()
-    return args.func(args)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

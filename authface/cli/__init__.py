@@ -1,0 +1,61 @@
+"""The command line: ``authface <command> ...``. The only layer that parses arguments or prints.
+
+Each subcommand lives in its own module with ``add_parser(subparsers)`` (which sets ``func``) and returns an exit
+code: 0 success, 1 when any input failed (after a summary), 2 for usage and config errors.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+
+from .. import __version__
+
+logger = logging.getLogger("authface")
+
+#: Subcommand modules, in the order ``authface --help`` lists them.
+COMMANDS = ("restore", "prepare", "train", "degrade", "eval")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``authface`` parser with every subcommand registered."""
+    import importlib
+
+    parser = argparse.ArgumentParser(prog="authface", description="Diffusion-based face restoration.")
+    parser.add_argument("--version", action="version", version=f"authface {__version__}")
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-vv for debug)")
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name in COMMANDS:
+        module = importlib.import_module(f".{'evaluate' if name == 'eval' else name}", __name__)
+        module.add_parser(sub)
+    return parser
+
+
+def _quiet_libraries() -> None:
+    """Libraries' own progress bars and info chatter would drown the per-photo lines."""
+    os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    import diffusers
+    import transformers
+
+    diffusers.utils.logging.set_verbosity_error()
+    diffusers.utils.logging.disable_progress_bar()
+    transformers.utils.logging.set_verbosity_error()
+    transformers.utils.logging.disable_progress_bar()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``authface`` console script; returns the exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    level = logging.WARNING - 10 * min(args.verbose, 2)
+    logging.basicConfig(level=level, format="authface: %(levelname)s: %(message)s")
+    if args.verbose < 2 and args.command in ("restore", "train"):
+        _quiet_libraries()
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
