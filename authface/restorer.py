@@ -1,8 +1,14 @@
-"""FaceRestorer: whole photos -> faces -> batched restoration -> paste-back.
+"""FaceRestorer: whole photos in, restored photos out — the object the CLI, the demo and notebooks all use.
 
-The restorer owns the face stage (detect, select, align, paste) and batching across photos; what restores an
-aligned crop is a callable, so the same code serves the diffusion pipeline, a test's identity function or any
-other restorer:
+    from authface import FaceRestorer
+    restorer = FaceRestorer.from_pretrained("path/to/model")        # or a hub id; options as keywords
+    result = restorer(photo)            # numpy uint8 RGB (H, W, 3), a PIL image or a file path
+    result.image                        # uint8 RGB (H * upscale, W * upscale, 3), faces restored and pasted back
+    result.faces                        # one dict per face: box, landmarks, score, seed, guidance values
+
+The restorer owns the face stage (:class:`authface.face.stage.FaceStage`: detect, select, align, paste) and the
+batching of faces across photos; what restores aligned crops is a callable, so the same code serves the diffusion
+pipeline (built by :mod:`authface.build`), a test's identity function or any other restorer::
 
     restore_crops(crops: list[uint8 RGB (S, S, 3)], seeds: list[int]) -> (list[uint8 RGB (S, S, 3)], list[dict])
 
@@ -12,26 +18,20 @@ The second list holds per-face extras for the manifest (e.g. guidance records).
 from __future__ import annotations
 
 import hashlib
+import os
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 import cv2
 import numpy as np
 
-from .face import (
-    BackgroundUpsampler,
-    Face,
-    FaceDetector,
-    LanczosUpsampler,
-    align_face,
-    aligned_input_affine,
-    face_template,
-    paste_faces,
-    select_faces,
-)
+from .face.stage import AlignedFace, FaceStage
 
 RestoreCrops = Callable[[list[np.ndarray], list[int]], tuple[list[np.ndarray], list[dict]]]
+#: A photo to restore in :meth:`FaceRestorer.restore_many`: (key, load) with ``load() -> (rgb, alpha or None)``.
+PhotoItem = tuple[str, Callable[[], tuple[np.ndarray, np.ndarray | None]]]
 
 
 def face_seed(seed: int, key: str, index: int) -> int:
@@ -42,7 +42,13 @@ def face_seed(seed: int, key: str, index: int) -> int:
 
 @dataclass
 class PhotoResult:
-    """One restored photo: ``image`` uint8 RGB (H*up, W*up, 3); ``alpha`` upscaled alongside (or None)."""
+    """One restored photo.
+
+    ``image``: uint8 RGB ``(H * upscale, W * upscale, 3)``; ``alpha``: the input's alpha upscaled alongside (or
+    None); ``faces``: one dict per face (``index``, ``box``, ``landmarks``, ``score``, ``seed`` and any extras of
+    the restore callable); ``crops_in``/``crops_out``: the aligned input and restored crops, uint8 RGB
+    ``(S, S, 3)``; ``timings``: seconds per stage.
+    """
 
     key: str
     image: np.ndarray
@@ -58,124 +64,150 @@ class _Pending:
     key: str
     rgb: np.ndarray
     alpha: np.ndarray | None
-    faces: list[Face]
-    crops: list[np.ndarray]
-    affines: list[np.ndarray]
+    faces: list[AlignedFace]
     seeds: list[int]
     timings: dict
 
+    @property
+    def nbytes(self) -> int:
+        return self.rgb.nbytes + (self.alpha.nbytes if self.alpha is not None else 0)
+
 
 class FaceRestorer:
-    """Detect, align, restore (in batches across photos) and paste back every face of each photo."""
+    """Detect, align, restore (in batches across photos) and paste back every face of each photo.
+
+    Args:
+        restore_crops: restores aligned crops (see the module docstring).
+        stage: the face stage (detector, crop size, selection, aligned inputs, background upsampler).
+        upscale: integer factor of the whole output photo.
+        batch_size: faces per ``restore_crops`` call, gathered across photos.
+        seed: run seed; each face's seed is :func:`face_seed` (run seed, photo key, face index).
+        max_pending_photos, max_pending_bytes: bounds on decoded photos held while a batch fills, so a folder
+            of face-less or huge photos never piles up in memory; a batch is run early when either is reached.
+    """
 
     def __init__(
         self,
         restore_crops: RestoreCrops,
-        detector: FaceDetector | None,
-        crop_size: int = 512,
-        only_center_face: bool = False,
-        min_face_size: float = 0.0,
-        max_faces: int | None = None,
-        aligned: bool = False,
+        stage: FaceStage,
         upscale: int = 1,
-        upsampler: BackgroundUpsampler | None = None,
         batch_size: int = 4,
         seed: int = 0,
+        max_pending_photos: int = 16,
+        max_pending_bytes: int = 512 * 2**20,
     ):
-        if detector is None and not aligned:
-            raise ValueError("a face detector is required unless aligned=True")
+        if int(upscale) != upscale or upscale < 1:
+            raise ValueError(f"upscale must be an integer >= 1, got {upscale!r}")
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size!r}")
         self.restore_crops = restore_crops
-        self.detector = detector
-        self.crop_size = crop_size
-        self.only_center_face, self.min_face_size, self.max_faces = only_center_face, min_face_size, max_faces
-        self.aligned = aligned
+        self.stage = stage
         self.upscale = int(upscale)
-        self.upsampler = upsampler or LanczosUpsampler()
-        self.batch_size = batch_size
-        self.seed = seed
+        self.batch_size = int(batch_size)
+        self.seed = int(seed)
+        self.max_pending_photos = max(1, int(max_pending_photos))
+        self.max_pending_bytes = int(max_pending_bytes)
+        self.pipeline = None  # set by from_pretrained / authface.build
+        self.config = None
+
+    # -------------------------------------------------------------- construction
+    @classmethod
+    def from_pretrained(cls, model: str | os.PathLike | None = None, controlnet: str | None = None, **options: Any):
+        """Load a restorer: base model (hub id, local folder, AuthFace model folder or single file) + ControlNet.
+
+        ``options`` are any keys of :class:`authface.config.RestoreConfig`, by their short name
+        (``steps=30, strength=0.5, upscale=2, detector="yunet", device="cpu"``) or dotted
+        (``**{"sampler.steps": 30}``); ``config=PATH`` reads a YAML file first. Returns the restorer with its
+        ``pipeline``, ``device``, ``dtype`` and resolved ``config`` attached.
+
+        Raises:
+            authface.config.ConfigError: an unknown option (the message suggests the closest) or a bad value.
+            authface.models.loading.ModelNotFoundError: a model that is neither a local path nor reachable.
+        """
+        from .build import build_restorer, restore_config
+
+        if model is not None:
+            options["model.model"] = os.fspath(model)
+        if controlnet is not None:
+            options["model.controlnet"] = controlnet
+        return build_restorer(restore_config(**options))
+
+    # -------------------------------------------------------------- one photo
+    def __call__(self, image: Any, key: str | None = None) -> PhotoResult:
+        """Restore one photo: a uint8 RGB ``(H, W, 3)`` array (gray, RGBA and float in [0, 1] are converted), a
+        PIL image, or a file path (read with EXIF orientation; alpha kept). ``key`` names the photo for its
+        seeds (default: the path, or ``"image"``). Raises whatever reading or restoring raised."""
+        from . import io
+
+        if isinstance(image, (str, os.PathLike)):
+            loaded = io.read_image(image)
+            rgb, alpha, key = loaded.rgb, loaded.alpha, key or os.fspath(image)
+        else:
+            rgb, alpha = io.as_rgb_alpha(image)
+        ((_, result),) = list(self.restore_many([(key or "image", lambda: (rgb, alpha))]))
+        if isinstance(result, Exception):
+            raise result
+        return result
 
     # -------------------------------------------------------------- stages
     def prepare(self, key: str, rgb: np.ndarray, alpha: np.ndarray | None = None) -> _Pending:
         """Detect, select and align the faces of one photo (uint8 RGB (H, W, 3))."""
         t0 = time.perf_counter()
-        if self.aligned:  # the photo is one aligned face: resize it to the crop, no detection
-            affine = aligned_input_affine(rgb.shape, self.crop_size)
-            inverse = cv2.invertAffineTransform(affine)
-            landmarks = (face_template(self.crop_size) @ inverse[:, :2].T + inverse[:, 2]).astype(np.float32)
-            h, w = rgb.shape[:2]
-            faces = [Face(box=np.array([0, 0, w, h], np.float32), landmarks=landmarks, score=1.0)]
-            crops = [cv2.warpAffine(rgb, affine, (self.crop_size, self.crop_size), flags=cv2.INTER_LANCZOS4)]
-            affines = [affine]
-            t1 = time.perf_counter()
-        else:
-            faces = self.detector.detect(rgb)
-            faces = select_faces(faces, rgb.shape, self.only_center_face, self.min_face_size, self.max_faces)
-            t1 = time.perf_counter()
-            crops, affines = [], []
-            for face in faces:
-                crop, affine = align_face(rgb, face.landmarks, self.crop_size)
-                crops.append(crop)
-                affines.append(affine)
-        seeds = [face_seed(self.seed, key, i) for i in range(len(faces))]
+        faces = self.stage.detect(rgb)
+        t1 = time.perf_counter()
+        aligned = self.stage.align_faces(rgb, faces)
+        seeds = [face_seed(self.seed, key, i) for i in range(len(aligned))]
         timings = {"detect_s": t1 - t0, "align_s": time.perf_counter() - t1}
-        return _Pending(key, rgb, alpha, faces, crops, affines, seeds, timings)
+        return _Pending(key, rgb, alpha, aligned, seeds, timings)
 
     def finish(self, p: _Pending, restored: list[np.ndarray], extras: list[dict]) -> PhotoResult:
         """Paste the restored crops back over the (upscaled) photo."""
         t0 = time.perf_counter()
-        h, w = p.rgb.shape[:2]
-        if self.aligned:  # the output is the restored crop itself, at the photo's (upscaled) size
-            size = (w * self.upscale, h * self.upscale)
-            image = restored[0] if restored[0].shape[1::-1] == size else cv2.resize(
-                restored[0], size, interpolation=cv2.INTER_LANCZOS4)  # fmt: skip
-        else:
-            background = self.upsampler.upscale(p.rgb, self.upscale)
-            image = paste_faces(background, restored, p.affines, self.upscale) if restored else background
-        alpha = None
-        if p.alpha is not None:
-            alpha = p.alpha if self.upscale == 1 else cv2.resize(
-                p.alpha, (p.alpha.shape[1] * self.upscale, p.alpha.shape[0] * self.upscale),
-                interpolation=cv2.INTER_LANCZOS4,
-            )  # fmt: skip
+        image = self.stage.paste(p.rgb, restored, p.faces, self.upscale)
+        alpha = p.alpha
+        if alpha is not None and self.upscale != 1:
+            size = (alpha.shape[1] * self.upscale, alpha.shape[0] * self.upscale)
+            alpha = cv2.resize(alpha, size, interpolation=cv2.INTER_LANCZOS4)
         faces = []
-        for i, face in enumerate(p.faces):
-            rec = {"index": i, **face.to_dict(), "seed": p.seeds[i]}
+        for i, f in enumerate(p.faces):
+            rec = {"index": i, **f.face.to_dict(), "seed": p.seeds[i]}
             if i < len(extras) and extras[i]:
                 rec.update(extras[i])
             faces.append(rec)
         timings = dict(p.timings, paste_s=time.perf_counter() - t0)
-        return PhotoResult(p.key, image, alpha, faces, p.crops, list(restored), timings)
+        return PhotoResult(p.key, image, alpha, faces, [f.crop for f in p.faces], list(restored), timings)
 
     # -------------------------------------------------------------- batching across photos
-    def restore_many(
-        self, items: Iterable[tuple[str, Callable[[], tuple[np.ndarray, np.ndarray | None]]]]
-    ) -> Iterator[tuple[str, PhotoResult | Exception]]:
+    def restore_many(self, items: Iterable[PhotoItem]) -> Iterator[tuple[str, PhotoResult | Exception]]:
         """Restore many photos, batching their faces together.
 
         ``items``: (key, load) pairs; ``load()`` returns (uint8 RGB (H, W, 3), alpha or None) and may raise —
         a failure of one photo is yielded as (key, exception) and never stops the others. Results come in input
-        order. At most about ``batch_size`` faces' photos are held in memory at once.
+        order, each as soon as every photo before it is done: a photo without faces that waits for no earlier
+        face is yielded at once, and a batch runs when it holds ``batch_size`` faces or when the photos waiting
+        for it reach ``max_pending_photos`` / ``max_pending_bytes``.
         """
         group: list[_Pending | tuple[str, Exception]] = []
-        n_faces = 0
+        n_faces = held = 0
         for key, load in items:
             try:
                 rgb, alpha = load()
-                pending = self.prepare(key, rgb, alpha)
+                item: _Pending | tuple[str, Exception] = self.prepare(key, rgb, alpha)
             except Exception as err:  # noqa: BLE001 - reported per photo by the caller
-                group.append((key, err))
-                continue
-            group.append(pending)
-            n_faces += len(pending.crops)
-            if n_faces >= self.batch_size:
+                item = (key, err)
+            group.append(item)
+            if isinstance(item, _Pending):
+                n_faces += len(item.faces)
+                held += item.nbytes
+            full = n_faces >= self.batch_size or len(group) >= self.max_pending_photos or held >= self.max_pending_bytes
+            if full or not n_faces:  # not n_faces: nothing waits for a batch, so face-less photos go out at once
                 yield from self._run_group(group)
-                group, n_faces = [], 0
-        if group:
-            yield from self._run_group(group)
+                group, n_faces, held = [], 0, 0
+        yield from self._run_group(group)
 
     def _run_group(self, group) -> Iterator[tuple[str, PhotoResult | Exception]]:
         pendings = [p for p in group if isinstance(p, _Pending)]
-        crops = [c for p in pendings for c in p.crops]
+        crops = [f.crop for p in pendings for f in p.faces]
         seeds = [s for p in pendings for s in p.seeds]
         restored: list[np.ndarray] = []
         extras: list[dict] = []
@@ -193,7 +225,7 @@ class FaceRestorer:
             if not isinstance(item, _Pending):
                 yield item
                 continue
-            n = len(item.crops)
+            n = len(item.faces)
             if error is not None and n:
                 yield item.key, error
             else:
@@ -204,53 +236,3 @@ class FaceRestorer:
                     yield item.key, err
             i += n
 
-
-def pipeline_restore_fn(
-    pipe,
-    prompt: str,
-    negative_prompt: str,
-    steps: int,
-    strength: float,
-    guidance_scale: float,
-    controlnet_scale: float,
-    color_fix: str,
-    batch_size: int,
-    guidance: list | None = None,
-    quality_score: float | None = None,
-) -> RestoreCrops:
-    """Adapt an :class:`AuthFacePipeline` to the restorer's ``restore_crops`` interface (one seed per face)."""
-    import torch
-
-    def restore(crops: list[np.ndarray], seeds: list[int]) -> tuple[list[np.ndarray], list[dict]]:
-        out = pipe(
-            image=crops,
-            prompt=prompt,
-            negative_prompt=negative_prompt,
-            num_inference_steps=steps,
-            strength=strength,
-            guidance_scale=guidance_scale,
-            controlnet_conditioning_scale=controlnet_scale,
-            generator=[torch.Generator("cpu").manual_seed(s) for s in seeds],
-            batch_size=batch_size,
-            color_fix=color_fix,
-            guidance=guidance,
-            quality_score=quality_score,
-            output_type="np",
-        )
-        extras = [{"guidance": summarize_guidance(log, final)} if log or final else {}
-                  for log, final in zip(out.guidance_log, out.guidance_final)]  # fmt: skip
-        return list(out.images), extras
-
-    return restore
-
-
-def summarize_guidance(log: list[dict], final: dict) -> dict:
-    """Per guidance: the steps it ran at, its objective value at each, and its value on the result."""
-    out: dict[str, dict] = {}
-    for rec in log:
-        entry = out.setdefault(rec["name"], {"steps": [], "values": []})
-        entry["steps"].append(rec["step"])
-        entry["values"].append(round(rec["value"], 6))
-    for name, value in final.items():
-        out.setdefault(name, {"steps": [], "values": []})["final"] = round(value, 6)
-    return out

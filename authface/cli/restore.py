@@ -10,10 +10,9 @@ import argparse
 import datetime
 import json
 import logging
-import os
 import sys
 import time
-import uuid
+from dataclasses import dataclass
 from pathlib import Path
 
 from .. import __version__
@@ -21,8 +20,6 @@ from ..config import ConfigError, RestoreConfig, load_config, to_dict
 
 logger = logging.getLogger("authface")
 
-WRITABLE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff"}
-MANIFEST_NAME = "manifest.jsonl"
 
 # flag -> (config key, argparse kwargs). Flags are shorthands for --set KEY=VALUE.
 RESTORE_FLAGS: dict[str, tuple[str, dict]] = {
@@ -112,42 +109,13 @@ def _overrides(args) -> list[str]:
     return out + list(args.overrides)
 
 
-class Manifest:
-    """Append-only JSONL run manifest: one ``run`` record per invocation (full resolved config, versions), then one
-    ``photo`` record per photo processed (status, faces with boxes/landmarks/seeds, timings)."""
-
-    def __init__(self, path: Path):
-        self.path = path
-        self.run_id = uuid.uuid4().hex[:12]
-
-    def done(self) -> dict[str, str]:
-        """input path -> output path of photos finished by earlier runs (restored or copied)."""
-        done: dict[str, str] = {}
-        if not self.path.is_file():
-            return done
-        for n, line in enumerate(self.path.read_text().splitlines(), 1):
-            try:
-                rec = json.loads(line)
-            except json.JSONDecodeError:
-                logger.warning("%s:%d: unreadable manifest line ignored", self.path, n)  # e.g. a kill mid-write
-                continue
-            if rec.get("type") == "photo" and rec.get("status") in ("restored", "copied", "skipped_no_face"):
-                done[rec["input"]] = rec.get("output") or ""
-        return done
-
-    def write(self, record: dict) -> None:
-        record = {"run_id": self.run_id, **record}
-        with open(self.path, "a") as f:
-            f.write(json.dumps(record) + "\n")
-            f.flush()
-            os.fsync(f.fileno())
-
-
 def _output_path(out_dir: Path, rel: Path, ext: str | None) -> Path:
+    from .. import io
+
     if ext:
         suffix = "." + ext.lstrip(".").lower()
     else:
-        suffix = rel.suffix.lower() if rel.suffix.lower() in WRITABLE_EXTENSIONS else ".png"
+        suffix = rel.suffix.lower() if rel.suffix.lower() in io.WRITABLE_EXTENSIONS else ".png"
     return out_dir / rel.with_suffix(suffix)
 
 
@@ -156,98 +124,6 @@ def _versions() -> dict:
     import torch
 
     return {"authface": __version__, "torch": torch.__version__, "diffusers": diffusers.__version__}
-
-
-def build_restorer(cfg: RestoreConfig):
-    """Model, device, detector and restorer from a resolved config (the entry point's job)."""
-    from ..face import create_detector
-    from ..models.loading import (
-        configure_pipeline,
-        load_pipeline,
-        load_tiny_decoder,
-        resolve_device,
-        resolve_dtype,
-        set_scheduler,
-    )
-    from ..restorer import FaceRestorer, pipeline_restore_fn
-
-    m, s, f = cfg.model, cfg.sampler, cfg.face
-    device = resolve_device(m.device)
-    dtype = resolve_dtype(m.dtype, device)
-    detector = None
-    if not f.aligned:
-        kwargs = {"upsample": f.upsample} if f.detector.startswith("dlib") else {}
-        detector = create_detector(f.detector, f.detector_model, **kwargs)
-    pipe = load_pipeline(m.model, m.controlnet, m.lora, m.lora_scale, dtype, m.single_file_config, m.revision, m.variant)
-    set_scheduler(pipe, s.scheduler)
-    if cfg.guidance.decoder == "tiny":
-        pipe.guidance_decoder = load_tiny_decoder(cfg.guidance.tiny_decoder, dtype)
-    configure_pipeline(pipe, device, m.offload, m.vae_slicing, m.vae_tiling, m.attention)
-    guidance = build_guidance(cfg.guidance, device, detector, f.crop_size, cfg.io.max_pixels)
-    restore_fn = pipeline_restore_fn(
-        pipe, s.prompt, s.negative_prompt, s.steps, s.strength, s.guidance_scale, s.controlnet_scale,
-        s.color_fix, s.batch_size, guidance, s.quality_target,
-    )  # fmt: skip
-    restorer = FaceRestorer(
-        restore_fn, detector, f.crop_size, f.only_center_face, f.min_face_size, f.max_faces, f.aligned,
-        f.upscale, batch_size=s.batch_size, seed=s.seed,
-    )  # fmt: skip
-    return restorer, device, dtype
-
-
-def reference_faces(paths: str, detector, crop_size: int, max_pixels: int):
-    """Aligned crops (uint8 RGB (S, S, 3)) of the largest face in each reference photo under ``paths``."""
-    from .. import io
-    from ..face import align_face, select_faces
-
-    crops = []
-    for src, _ in io.discover_inputs([paths]):
-        img = io.read_image(src, max_pixels=max_pixels)
-        faces = select_faces(detector.detect(img.rgb), img.rgb.shape, max_faces=1) if detector else []
-        if not faces:
-            logger.warning("reference %s: no face found; ignored", src)
-            continue
-        crops.append(align_face(img.rgb, faces[0].landmarks, crop_size)[0])
-    if not crops:
-        raise ValueError(f"no face found in the reference photos {paths}; pass clear photos of the same person")
-    return crops
-
-
-def build_guidance(g, device, detector, crop_size: int, max_pixels: int) -> list:
-    """Guidance objects from the ``guidance`` config section (empty when every scale is 0)."""
-    import torch
-
-    from .. import io
-    from ..guidance import FidelityGuidance, IdentityGuidance, QualityGuidance
-
-    common = dict(every=g.every, decoder=g.decoder, resolution=g.resolution, normalize=g.normalize)
-    out = []
-    if g.identity_scale > 0:
-        from ..models.identity import load_identity_encoder
-
-        kw = {"arch": g.identity_arch} if g.identity_arch else {}
-        encoder = load_identity_encoder("arcface-onnx" if str(g.identity_model).endswith(".onnx") else "arcface",
-                                        g.identity_model, **kw)  # fmt: skip
-        encoder = encoder.to(device) if hasattr(encoder, "to") else encoder
-        reference = None
-        if g.reference:
-            crops = reference_faces(g.reference, detector, crop_size, max_pixels)
-            with torch.no_grad():
-                emb = encoder.embed(io.numpy_to_tensor(crops).to(device))
-            reference = torch.nn.functional.normalize(emb.mean(0), dim=-1)
-        start, stop = g.identity_window
-        out.append(IdentityGuidance(encoder, g.identity_scale, reference=reference, start=start, stop=stop, **common))
-    if g.quality_scale > 0:
-        from ..models.quality import create_quality_scorer
-
-        scorer = create_quality_scorer(g.quality_metric, model_path=g.quality_model, device=device)
-        scorer = scorer.to(device) if hasattr(scorer, "to") else scorer
-        start, stop = g.quality_window
-        out.append(QualityGuidance(scorer, g.quality_scale, start=start, stop=stop, **common))
-    if g.fidelity_scale > 0:
-        start, stop = g.fidelity_window
-        out.append(FidelityGuidance(g.fidelity_scale, space=g.fidelity_space, start=start, stop=stop, **common))
-    return out
 
 
 def _save_faces(out_dir: Path, rel: Path, result) -> None:
@@ -262,114 +138,152 @@ def _save_faces(out_dir: Path, rel: Path, result) -> None:
         io.write_image(base.with_name(base.name + "_cmp.png"), np.concatenate([before, after], axis=1))
 
 
-def cmd_restore(args) -> int:
+@dataclass
+class _Job:
+    src: Path
+    rel: Path
+    dst: Path
+
+
+def _plan(args, cfg: RestoreConfig) -> tuple[Path, list[_Job]]:
+    """Output folder and one job per input; raises _UsageError for anything wrong before any work."""
     from .. import io
 
-    try:
-        cfg = load_config(RestoreConfig, args.config, _overrides(args))
-    except ConfigError as e:
-        print(f"authface: config error: {e}", file=sys.stderr)
-        return 2
     out_dir = Path(args.output).expanduser().resolve()
     try:
         inputs = io.discover_inputs(args.inputs, recursive=cfg.io.recursive, exclude=[out_dir])
     except FileNotFoundError as e:
+        raise _UsageError(str(e)) from None
+    if out_dir.exists() and not out_dir.is_dir():
+        raise _UsageError(f"output {out_dir} exists and is not a folder")
+    jobs = [_Job(src, rel, _output_path(out_dir, rel, cfg.io.ext)) for src, rel in inputs]
+    input_set = {j.src.resolve() for j in jobs}
+    clash = [j.dst for j in jobs if j.dst.resolve() in input_set]
+    if clash:
+        raise _UsageError(f"output {clash[0]} would overwrite an input; choose another -o folder")
+    return out_dir, jobs
+
+
+class _UsageError(Exception):
+    """A problem found before any work: exit code 2."""
+
+
+def _pending(jobs: list[_Job], done: dict[str, str], overwrite: bool) -> tuple[list[_Job], int]:
+    """Jobs still to do (resume) and how many were skipped as already done."""
+    todo, skipped = [], 0
+    for job in jobs:
+        if not overwrite and (str(job.src) in done or job.dst.exists()):
+            skipped += 1
+            if str(job.src) not in done:
+                logger.warning("%s: %s already exists and is not from an earlier run; kept (use --overwrite)",
+                               job.src, job.dst)  # fmt: skip
+            continue
+        todo.append(job)
+    return todo, skipped
+
+
+def _write_result(job: _Job, img, result, cfg: RestoreConfig, out_dir: Path) -> str:
+    """Write one photo's output; returns its status (restored, copied, skipped_no_face)."""
+    from .. import io
+
+    if not result.faces:
+        if cfg.io.skip_no_face:
+            return "skipped_no_face"
+        if cfg.face.upscale == 1 and job.dst.suffix == job.src.suffix.lower():
+            io.copy_file(job.src, job.dst)
+        else:
+            io.write_image(job.dst, result.image, result.alpha, cfg.io.jpeg_quality, img.icc_profile)
+        return "copied"
+    io.write_image(job.dst, result.image, result.alpha, cfg.io.jpeg_quality, img.icc_profile)
+    if cfg.io.save_faces:
+        _save_faces(out_dir, job.rel, result)
+    return "restored"
+
+
+def _run(restorer, todo: list[_Job], cfg: RestoreConfig, out_dir: Path, manifest) -> tuple[dict, list[str]]:
+    """Restore every pending job, writing outputs and manifest records as results arrive."""
+    from tqdm import tqdm
+
+    from .. import io
+
+    counts = {"restored": 0, "copied": 0, "skipped_no_face": 0, "failed": 0}
+    failures: list[str] = []
+    loaded: dict[str, io.LoadedImage] = {}
+
+    def loader(src: Path):
+        def load():
+            img = io.read_image(src, max_pixels=cfg.io.max_pixels)
+            loaded[str(src)] = img
+            return img.rgb, img.alpha
+
+        return load
+
+    by_key = {str(j.src): j for j in todo}
+    bar = tqdm(total=len(todo), unit="photo", desc="restoring", disable=None, file=sys.stderr)
+    for key, result in restorer.restore_many((str(j.src), loader(j.src)) for j in todo):
+        job, img = by_key[key], loaded.pop(key, None)
+        record = {"type": "photo", "input": key, "output": None, "seed": cfg.sampler.seed}
+        t0 = time.perf_counter()
+        try:
+            if isinstance(result, Exception):
+                raise result
+            record.update(size=list(img.size), notes=img.notes, faces=result.faces, timings=result.timings)
+            status = _write_result(job, img, result, cfg, out_dir)
+            if status != "skipped_no_face":
+                record.update(output=str(job.dst), output_size=[result.image.shape[1], result.image.shape[0]])
+            record["timings"] = {**record.get("timings", {}), "write_s": time.perf_counter() - t0}
+        except Exception as err:  # noqa: BLE001 - one bad photo never stops the batch
+            status = "failed"
+            reason = err.reason if isinstance(err, io.ImageReadError) else f"{type(err).__name__}: {err}"
+            record["error"] = reason
+            failures.append(f"{job.src}: {reason}")
+            tqdm.write(f"authface: FAILED {job.src}: {reason}", file=sys.stderr)
+        if status == "skipped_no_face":
+            tqdm.write(f"authface: no face found in {job.src}; skipped (--skip-no-face)", file=sys.stderr)
+        elif status == "copied":
+            tqdm.write(f"authface: no face found in {job.src}; copied through", file=sys.stderr)
+        record["status"] = status
+        counts[status] += 1
+        manifest.write(record)
+        bar.update(1)
+    bar.close()
+    return counts, failures
+
+
+def cmd_restore(args) -> int:
+    """``authface restore``: exit 0 when every photo was written, 1 when any failed, 2 for usage errors."""
+    from ..build import build_restorer
+    from ..io.manifest import MANIFEST_NAME, RunManifest
+
+    try:
+        cfg = load_config(RestoreConfig, args.config, _overrides(args))
+        out_dir, jobs = _plan(args, cfg)
+    except ConfigError as e:
+        print(f"authface: config error: {e}", file=sys.stderr)
+        return 2
+    except _UsageError as e:
         print(f"authface: error: {e}", file=sys.stderr)
         return 2
-    if out_dir.exists() and not out_dir.is_dir():
-        print(f"authface: error: output {out_dir} exists and is not a folder", file=sys.stderr)
-        return 2
-    jobs = [(src, rel, _output_path(out_dir, rel, cfg.io.ext)) for src, rel in inputs]
-    input_set = {src.resolve() for src, _, _ in jobs}
-    clash = [dst for _, _, dst in jobs if dst.resolve() in input_set]
-    if clash:
-        print(f"authface: error: output {clash[0]} would overwrite an input; choose another -o folder", file=sys.stderr)
-        return 2
-
     out_dir.mkdir(parents=True, exist_ok=True)
-    manifest = Manifest(out_dir / MANIFEST_NAME)
-    done = manifest.done()
-    todo, skipped_done = [], 0
-    for src, rel, dst in jobs:
-        if not cfg.io.overwrite and (str(src) in done or dst.exists()):
-            skipped_done += 1
-            if str(src) not in done:
-                logger.warning("%s: %s already exists and is not from an earlier run; kept (use --overwrite)", src, dst)
-            continue
-        todo.append((src, rel, dst))
-
+    manifest = RunManifest(out_dir / MANIFEST_NAME)
+    todo, skipped_done = _pending(jobs, manifest.done(), cfg.io.overwrite)
     counts = {"restored": 0, "copied": 0, "skipped_no_face": 0, "failed": 0}
     failures: list[str] = []
     if todo:
         try:
-            restorer, device, dtype = build_restorer(cfg)
+            restorer = build_restorer(cfg)
         except (OSError, ValueError, ImportError) as e:
             print(f"authface: error: {e}", file=sys.stderr)
             return 2
         manifest.write({
             "type": "run", "started": datetime.datetime.now(datetime.timezone.utc).isoformat(),
-            "argv": sys.argv[1:], "device": str(device), "dtype": str(dtype).replace("torch.", ""),
+            "argv": sys.argv[1:], "device": str(restorer.device), "dtype": str(restorer.dtype).replace("torch.", ""),
             "versions": _versions(), "config": to_dict(cfg),
         })  # fmt: skip
-        loaded: dict[str, io.LoadedImage] = {}
+        counts, failures = _run(restorer, todo, cfg, out_dir, manifest)
 
-        def loader(src: Path):
-            def load():
-                img = io.read_image(src, max_pixels=cfg.io.max_pixels)
-                loaded[str(src)] = img
-                return img.rgb, img.alpha
-
-            return load
-
-        by_key = {str(src): (src, rel, dst) for src, rel, dst in todo}
-        from tqdm import tqdm
-
-        bar = tqdm(total=len(todo), unit="photo", desc="restoring", disable=None, file=sys.stderr)
-        for key, result in restorer.restore_many((str(src), loader(src)) for src, _, _ in todo):
-            src, rel, dst = by_key[key]
-            img = loaded.pop(key, None)
-            record = {"type": "photo", "input": key, "output": None, "seed": cfg.sampler.seed}
-            t0 = time.perf_counter()
-            try:
-                if isinstance(result, Exception):
-                    raise result
-                record.update(size=list(img.size), notes=img.notes, faces=result.faces, timings=result.timings)
-                if not result.faces:
-                    if cfg.io.skip_no_face:
-                        status = "skipped_no_face"
-                    else:
-                        if cfg.face.upscale == 1 and dst.suffix == src.suffix.lower():
-                            io.copy_file(src, dst)
-                        else:
-                            io.write_image(dst, result.image, result.alpha, cfg.io.jpeg_quality, img.icc_profile)
-                        status = "copied"
-                else:
-                    io.write_image(dst, result.image, result.alpha, cfg.io.jpeg_quality, img.icc_profile)
-                    if cfg.io.save_faces:
-                        _save_faces(out_dir, rel, result)
-                    status = "restored"
-                if status != "skipped_no_face":
-                    record.update(output=str(dst), output_size=[result.image.shape[1], result.image.shape[0]])
-                record["timings"] = {**record.get("timings", {}), "write_s": time.perf_counter() - t0}
-            except Exception as err:  # noqa: BLE001 - one bad photo never stops the batch
-                status = "failed"
-                reason = err.reason if isinstance(err, io.ImageReadError) else f"{type(err).__name__}: {err}"
-                record["error"] = reason
-                failures.append(f"{src}: {reason}")
-                tqdm.write(f"authface: FAILED {src}: {reason}", file=sys.stderr)
-            if status == "skipped_no_face":
-                tqdm.write(f"authface: no face found in {src}; skipped (--skip-no-face)", file=sys.stderr)
-            elif status == "copied":
-                tqdm.write(f"authface: no face found in {src}; copied through", file=sys.stderr)
-            record["status"] = status
-            counts[status] += 1
-            manifest.write(record)
-            bar.update(1)
-        bar.close()
-
-    total = len(jobs)
     summary = (
-        f"authface: {total} photo(s): {counts['restored']} restored, {counts['copied']} copied (no face), "
+        f"authface: {len(jobs)} photo(s): {counts['restored']} restored, {counts['copied']} copied (no face), "
         f"{counts['skipped_no_face']} skipped (no face), {skipped_done} already done, {counts['failed']} failed"
     )
     if failures:

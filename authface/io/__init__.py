@@ -10,7 +10,7 @@
 Only numpy and Pillow are imported at import time; OpenCV and torch are imported lazily where needed.
 """
 
-from .convert import numpy_to_tensor, tensor_to_numpy, to_uint8
+from .convert import as_rgb_alpha, numpy_to_tensor, tensor_to_numpy, to_uint8
 from .discover import discover_inputs
 from .read import DEFAULT_MAX_PIXELS, IMAGE_EXTENSIONS, ImageReadError, LoadedImage, read_image
 from .write import (
@@ -35,6 +35,7 @@ __all__ = [
     "JsonlLine",
     "LoadedImage",
     "append_jsonl",
+    "as_rgb_alpha",
     "atomic_write",
     "copy_file",
     "discover_inputs",

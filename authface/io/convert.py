@@ -6,7 +6,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -96,3 +96,39 @@ def tensor_to_numpy(t: torch.Tensor) -> np.ndarray:
     x = torch.nan_to_num((x + 1.0) * 127.5, nan=0.0, posinf=255.0, neginf=0.0)
     x = x.round().clamp(0.0, 255.0).to(torch.uint8)
     return np.ascontiguousarray(x.permute(0, 2, 3, 1).cpu().numpy())
+
+
+def as_rgb_alpha(image: Any) -> tuple[np.ndarray, np.ndarray | None]:
+    """Any in-memory image -> (uint8 RGB ``(H, W, 3)``, uint8 alpha ``(H, W)`` or None).
+
+    Accepts a numpy array ``(H, W)`` (gray), ``(H, W, 1)``, ``(H, W, 3)`` (RGB) or ``(H, W, 4)`` (RGBA) of
+    uint8, uint16, bool or float in [0, 1] (see :func:`to_uint8`), or a PIL image of any mode (palette and
+    gray-with-alpha included). Files are read with :func:`authface.io.read_image` instead.
+
+    Raises:
+        TypeError: not a numpy array or PIL image, or an unsupported dtype.
+        ValueError: an unsupported shape or an empty image.
+    """
+    try:
+        from PIL import Image
+    except ImportError:  # pragma: no cover - Pillow is a core dependency
+        Image = None  # noqa: N806
+    if Image is not None and isinstance(image, Image.Image):
+        has_alpha = image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info)
+        image = np.asarray(image.convert("RGBA" if has_alpha else "RGB"))
+    if not isinstance(image, np.ndarray):
+        raise TypeError(
+            f"expected a numpy array or a PIL image, got {type(image).__name__}; pass a file path to read it"
+        )
+    arr = to_uint8(image)
+    if arr.ndim == 3 and arr.shape[2] == 1:
+        arr = arr[:, :, 0]
+    if arr.ndim == 2:
+        arr = np.repeat(arr[:, :, None], 3, axis=2)
+    if arr.ndim != 3 or arr.shape[2] not in (3, 4):
+        raise ValueError(f"expected an image of shape (H, W), (H, W, 3) or (H, W, 4), got {arr.shape}")
+    if arr.shape[0] == 0 or arr.shape[1] == 0:
+        raise ValueError(f"the image is empty: shape {arr.shape}")
+    if arr.shape[2] == 4:
+        return np.ascontiguousarray(arr[:, :, :3]), np.ascontiguousarray(arr[:, :, 3])
+    return np.ascontiguousarray(arr), None

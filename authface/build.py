@@ -1,0 +1,197 @@
+"""From a resolved :class:`~authface.config.RestoreConfig` to working objects: the one place where config stops.
+
+:func:`build_restorer` loads the pipeline, the detector, the guidance objectives and wires them into a
+:class:`~authface.restorer.FaceRestorer`; the CLI, ``FaceRestorer.from_pretrained`` and the demo all go through it.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import numpy as np
+
+from .config import ConfigError, RestoreConfig, all_keys, load_config, set_key
+from .restorer import FaceRestorer, RestoreCrops
+
+logger = logging.getLogger(__name__)
+
+
+def restore_config(config: str | None = None, **options: Any) -> RestoreConfig:
+    """A validated RestoreConfig from defaults, an optional YAML file and keyword options.
+
+    Keys are dotted (``"sampler.steps"``) or the short leaf name (``steps``) when it is unique.
+
+    Raises:
+        ConfigError: an unknown key (with the closest valid one) or a bad value.
+    """
+    cfg = load_config(RestoreConfig, config)
+    by_leaf: dict[str, list[str]] = {}
+    for key in all_keys(RestoreConfig):
+        by_leaf.setdefault(key.rsplit(".", 1)[-1], []).append(key)
+    for name, value in options.items():
+        key = name if "." in name else (by_leaf.get(name) or [name])[0]
+        if "." not in name and len(by_leaf.get(name, [])) > 1:
+            raise ConfigError(f"option {name!r} is ambiguous: use one of {', '.join(by_leaf[name])}")
+        set_key(cfg, key, value)
+    cfg.validate()
+    return cfg
+
+
+def pipeline_restore_fn(
+    pipe,
+    prompt: str,
+    negative_prompt: str,
+    steps: int,
+    strength: float,
+    cfg_scale: float,
+    controlnet_scale: float,
+    color_fix: str,
+    batch_size: int,
+    objectives: list | None = None,
+    quality_target: float | None = None,
+) -> RestoreCrops:
+    """Adapt an :class:`AuthFacePipeline` to the restorer's ``restore_crops`` interface (one seed per face)."""
+    import torch
+
+    def restore(crops: list[np.ndarray], seeds: list[int]) -> tuple[list[np.ndarray], list[dict]]:
+        out = pipe(
+            image=crops,
+            prompt=prompt,
+            negative_prompt=negative_prompt,
+            num_inference_steps=steps,
+            strength=strength,
+            guidance_scale=cfg_scale,
+            controlnet_conditioning_scale=controlnet_scale,
+            generator=[torch.Generator("cpu").manual_seed(s) for s in seeds],
+            batch_size=batch_size,
+            color_fix=color_fix,
+            guidance=objectives,
+            quality_score=quality_target,
+            output_type="np",
+        )
+        extras = [{"guidance": summarize_guidance(log, final)} if log or final else {}
+                  for log, final in zip(out.guidance_log, out.guidance_final)]  # fmt: skip
+        return list(out.images), extras
+
+    return restore
+
+
+def summarize_guidance(log: list[dict], final: dict) -> dict:
+    """Per objective: the steps it ran at, its value at each, and its value on the result (manifest record)."""
+    out: dict[str, dict] = {}
+    for rec in log:
+        entry = out.setdefault(rec["name"], {"steps": [], "values": []})
+        entry["steps"].append(rec["step"])
+        entry["values"].append(round(rec["value"], 6))
+    for name, value in final.items():
+        out.setdefault(name, {"steps": [], "values": []})["final"] = round(value, 6)
+    return out
+
+
+def reference_faces(paths: str, detector, crop_size: int, max_pixels: int) -> list[np.ndarray]:
+    """Aligned crops (uint8 RGB (S, S, 3)) of the largest face in each reference photo under ``paths``.
+
+    Raises:
+        ValueError: no face was found in any of them.
+    """
+    from . import io
+    from .face.stage import FaceStage
+
+    stage = FaceStage(detector, crop_size, max_faces=1) if detector is not None else None
+    crops = []
+    for src, _ in io.discover_inputs([paths]):
+        img = io.read_image(src, max_pixels=max_pixels)
+        faces = stage.align(img.rgb) if stage else []
+        if not faces:
+            logger.warning("reference %s: no face found; ignored", src)
+            continue
+        crops.append(faces[0].crop)
+    if not crops:
+        raise ValueError(f"no face found in the reference photos {paths}; pass clear photos of the same person")
+    return crops
+
+
+def build_objectives(g, device, detector, crop_size: int, max_pixels: int) -> list:
+    """Guidance objectives from the ``guidance`` config section (empty when every scale is 0)."""
+    import torch
+
+    from . import io
+    from .guidance import FidelityGuidance, IdentityGuidance, QualityGuidance
+
+    common = dict(every=g.every, decoder=g.decoder, resolution=g.resolution, normalize=g.normalize)
+    out = []
+    if g.identity_scale > 0:
+        from .models.identity import load_identity_encoder
+
+        kw = {"arch": g.identity_arch} if g.identity_arch else {}
+        kind = "arcface-onnx" if str(g.identity_model).endswith(".onnx") else "arcface"
+        encoder = load_identity_encoder(kind, g.identity_model, **kw)
+        encoder = encoder.to(device) if hasattr(encoder, "to") else encoder
+        reference = None
+        if g.reference:
+            crops = reference_faces(g.reference, detector, crop_size, max_pixels)
+            with torch.no_grad():
+                emb = encoder.embed(io.numpy_to_tensor(crops).to(device))
+            reference = torch.nn.functional.normalize(emb.mean(0), dim=-1)
+        start, stop = g.identity_window
+        out.append(IdentityGuidance(encoder, g.identity_scale, reference=reference, start=start, stop=stop, **common))
+    if g.quality_scale > 0:
+        from .models.quality import create_quality_scorer
+
+        scorer = create_quality_scorer(g.quality_metric, model_path=g.quality_model, device=device)
+        scorer = scorer.to(device) if hasattr(scorer, "to") else scorer
+        start, stop = g.quality_window
+        out.append(QualityGuidance(scorer, g.quality_scale, start=start, stop=stop, **common))
+    if g.fidelity_scale > 0:
+        start, stop = g.fidelity_window
+        out.append(FidelityGuidance(g.fidelity_scale, space=g.fidelity_space, start=start, stop=stop, **common))
+    return out
+
+
+def build_detector(f):
+    """The face detector of the ``face`` config section (None for aligned inputs)."""
+    from .face import create_detector
+
+    if f.aligned:
+        return None
+    kwargs = {"upsample": f.upsample} if f.detector.startswith("dlib") else {}
+    return create_detector(f.detector, f.detector_model, **kwargs)
+
+
+def build_restorer(cfg: RestoreConfig) -> FaceRestorer:
+    """Model, device, detector, objectives and restorer from a resolved config.
+
+    The returned restorer carries ``pipeline``, ``device``, ``dtype`` and ``config``.
+
+    Raises:
+        OSError (ModelNotFoundError), ValueError, ImportError: what loading the model, detector or objectives raised.
+    """
+    from .face.stage import FaceStage
+    from .models.loading import (
+        configure_pipeline,
+        load_pipeline,
+        load_tiny_decoder,
+        resolve_device,
+        resolve_dtype,
+        set_scheduler,
+    )
+
+    m, s, f = cfg.model, cfg.sampler, cfg.face
+    device = resolve_device(m.device)
+    dtype = resolve_dtype(m.dtype, device)
+    detector = build_detector(f)
+    pipe = load_pipeline(m.model, m.controlnet, m.lora, m.lora_scale, dtype, m.single_file_config, m.revision, m.variant)
+    set_scheduler(pipe, s.scheduler)
+    if cfg.guidance.decoder == "tiny":
+        pipe.guidance_decoder = load_tiny_decoder(cfg.guidance.tiny_decoder, dtype)
+    configure_pipeline(pipe, device, m.offload, m.vae_slicing, m.vae_tiling, m.attention)
+    objectives = build_objectives(cfg.guidance, device, detector, f.crop_size, cfg.io.max_pixels)
+    restore_fn = pipeline_restore_fn(
+        pipe, s.prompt, s.negative_prompt, s.steps, s.strength, s.guidance_scale, s.controlnet_scale,
+        s.color_fix, s.batch_size, objectives, s.quality_target,
+    )  # fmt: skip
+    stage = FaceStage(detector, f.crop_size, f.only_center_face, f.min_face_size, f.max_faces, f.aligned)
+    restorer = FaceRestorer(restore_fn, stage, f.upscale, batch_size=s.batch_size, seed=s.seed)
+    restorer.pipeline, restorer.device, restorer.dtype, restorer.config = pipe, device, dtype, cfg
+    return restorer
