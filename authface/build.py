@@ -1,18 +1,24 @@
 """From a resolved :class:`~authface.config.RestoreConfig` to working objects: the one place where config stops.
 
-:func:`build_restorer` loads the pipeline, the detector, the guidance objectives and wires them into a
-:class:`~authface.restorer.FaceRestorer`; the CLI, ``FaceRestorer.from_pretrained`` and the demo all go through it.
+:func:`build_parts` loads the pipeline, the detector and the guidance objectives and returns what a
+:class:`~authface.restorer.FaceRestorer` is made of; ``FaceRestorer.from_config`` / ``from_pretrained`` (used by
+the CLI, notebooks and the demo) go through it. This module sits below the restorer: it never imports it.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from .config import ConfigError, RestoreConfig, all_keys, load_config, set_key
-from .restorer import FaceRestorer, RestoreCrops
+from .face.stage import FaceStage
+
+#: restore_crops(crops: list[uint8 RGB (S, S, 3)], seeds: list[int]) -> (restored crops, per-face extras)
+RestoreCrops = Callable[[list[np.ndarray], list[int]], tuple[list[np.ndarray], list[dict]]]
 
 logger = logging.getLogger(__name__)
 
@@ -96,7 +102,6 @@ def reference_faces(paths: str, detector, crop_size: int, max_pixels: int) -> li
         ValueError: no face was found in any of them.
     """
     from . import io
-    from .face.stage import FaceStage
 
     stage = FaceStage(detector, crop_size, max_faces=1) if detector is not None else None
     crops = []
@@ -159,15 +164,27 @@ def build_detector(f):
     return create_detector(f.detector, f.detector_model, **kwargs)
 
 
-def build_restorer(cfg: RestoreConfig) -> FaceRestorer:
-    """Model, device, detector, objectives and restorer from a resolved config.
+@dataclass
+class RestorerParts:
+    """What a FaceRestorer is made of, plus what was loaded (for the manifest and the user)."""
 
-    The returned restorer carries ``pipeline``, ``device``, ``dtype`` and ``config``.
+    restore_crops: RestoreCrops
+    stage: FaceStage
+    upscale: int
+    batch_size: int
+    seed: int
+    pipeline: Any
+    device: Any
+    dtype: Any
+    config: RestoreConfig
+
+
+def build_parts(cfg: RestoreConfig) -> RestorerParts:
+    """Model, device, detector, objectives and face stage from a resolved config.
 
     Raises:
         OSError (ModelNotFoundError), ValueError, ImportError: what loading the model, detector or objectives raised.
     """
-    from .face.stage import FaceStage
     from .models.loading import (
         configure_pipeline,
         load_pipeline,
@@ -188,10 +205,8 @@ def build_restorer(cfg: RestoreConfig) -> FaceRestorer:
     configure_pipeline(pipe, device, m.offload, m.vae_slicing, m.vae_tiling, m.attention)
     objectives = build_objectives(cfg.guidance, device, detector, f.crop_size, cfg.io.max_pixels)
     restore_fn = pipeline_restore_fn(
-        pipe, s.prompt, s.negative_prompt, s.steps, s.strength, s.guidance_scale, s.controlnet_scale,
+        pipe, s.prompt, s.negative_prompt, s.steps, s.strength, s.cfg_scale, s.controlnet_scale,
         s.color_fix, s.batch_size, objectives, s.quality_target,
     )  # fmt: skip
     stage = FaceStage(detector, f.crop_size, f.only_center_face, f.min_face_size, f.max_faces, f.aligned)
-    restorer = FaceRestorer(restore_fn, stage, f.upscale, batch_size=s.batch_size, seed=s.seed)
-    restorer.pipeline, restorer.device, restorer.dtype, restorer.config = pipe, device, dtype, cfg
-    return restorer
+    return RestorerParts(restore_fn, stage, f.upscale, s.batch_size, s.seed, pipe, device, dtype, cfg)

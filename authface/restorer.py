@@ -107,8 +107,7 @@ class FaceRestorer:
         self.seed = int(seed)
         self.max_pending_photos = max(1, int(max_pending_photos))
         self.max_pending_bytes = int(max_pending_bytes)
-        self.pipeline = None  # set by from_pretrained / authface.build
-        self.config = None
+        self.pipeline = self.device = self.dtype = self.config = None  # set by from_config
 
     # -------------------------------------------------------------- construction
     @classmethod
@@ -124,13 +123,24 @@ class FaceRestorer:
             authface.config.ConfigError: an unknown option (the message suggests the closest) or a bad value.
             authface.models.loading.ModelNotFoundError: a model that is neither a local path nor reachable.
         """
-        from .build import build_restorer, restore_config
+        from .build import restore_config
 
         if model is not None:
             options["model.model"] = os.fspath(model)
         if controlnet is not None:
             options["model.controlnet"] = controlnet
-        return build_restorer(restore_config(**options))
+        return cls.from_config(restore_config(**options))
+
+    @classmethod
+    def from_config(cls, config):
+        """A restorer from a resolved :class:`authface.config.RestoreConfig` (loads the model and detector)."""
+        from .build import build_parts
+
+        parts = build_parts(config)
+        restorer = cls(parts.restore_crops, parts.stage, parts.upscale, parts.batch_size, parts.seed)
+        restorer.pipeline, restorer.device, restorer.dtype, restorer.config = (
+            parts.pipeline, parts.device, parts.dtype, parts.config)  # fmt: skip
+        return restorer
 
     # -------------------------------------------------------------- one photo
     def __call__(self, image: Any, key: str | None = None) -> PhotoResult:

@@ -11,7 +11,7 @@ def test_defaults_file_then_overrides(tmp_path):
     cfg = load_config(RestoreConfig, f, ["sampler.steps=12", "face.max_faces=3", "model.lora=null"])
     assert cfg.sampler.steps == 12 and cfg.sampler.strength == 0.5 and cfg.face.upscale == 2
     assert cfg.face.max_faces == 3 and cfg.model.lora is None
-    assert cfg.sampler.guidance_scale == RestoreConfig().sampler.guidance_scale
+    assert cfg.sampler.cfg_scale == RestoreConfig().sampler.cfg_scale
 
 
 @pytest.mark.parametrize(
@@ -77,3 +77,30 @@ def test_shipped_train_configs_load_and_train_checks():
         load_config(TrainConfig, None, ["model.train_lora=false", "model.train_controlnet=false"])
     with pytest.raises(ConfigError, match="did you mean 'optim.learning_rate'"):
         load_config(TrainConfig, None, ["optim.learning_rat=1e-4"])
+
+
+def test_renamed_key_still_works_with_a_warning(tmp_path):
+    f = tmp_path / "old.yaml"
+    f.write_text("sampler:\n  guidance_scale: 2.5\n")
+    with pytest.warns(FutureWarning, match="sampler.cfg_scale"):
+        cfg = load_config(RestoreConfig, f)
+    assert cfg.sampler.cfg_scale == 2.5
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("sampler.color_fix=wavlet", "did you mean 'wavelet'"),
+        ("face.detector=yunett", "one of dlib, dlib-mmod, yunet, insightface"),
+        ("model.offload=everything", "model.offload must be one of none, model, sequential"),
+    ],
+)
+def test_literal_choices_are_checked_by_type(override, message):
+    with pytest.raises(ConfigError, match=message):
+        load_config(RestoreConfig, None, [override])
+
+
+def test_choices_come_from_the_literal_types():
+    from authface.config import ColorFix, choices
+
+    assert choices(ColorFix) == ("none", "wavelet", "adain")

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from .. import __version__
 from ..config import ConfigError, RestoreConfig, load_config, to_dict
+from ..restorer import FaceRestorer
 
 logger = logging.getLogger("authface")
 
@@ -32,7 +33,7 @@ RESTORE_FLAGS: dict[str, tuple[str, dict]] = {
     "--offload": ("model.offload", dict(help="none | model | sequential CPU offload")),
     "--steps": ("sampler.steps", dict(type=int)),
     "--strength": ("sampler.strength", dict(type=float, help="(0, 1]; 1.0 starts from pure noise")),
-    "--cfg-scale": ("sampler.guidance_scale", dict(type=float, help="classifier-free guidance scale")),
+    "--cfg-scale": ("sampler.cfg_scale", dict(type=float, help="classifier-free guidance scale")),
     "--controlnet-scale": ("sampler.controlnet_scale", dict(type=float)),
     "--prompt": ("sampler.prompt", dict()),
     "--negative-prompt": ("sampler.negative_prompt", dict()),
@@ -252,7 +253,6 @@ def _run(restorer, todo: list[_Job], cfg: RestoreConfig, out_dir: Path, manifest
 
 def cmd_restore(args) -> int:
     """``authface restore``: exit 0 when every photo was written, 1 when any failed, 2 for usage errors."""
-    from ..build import build_restorer
     from ..io.manifest import MANIFEST_NAME, RunManifest
 
     try:
@@ -271,7 +271,7 @@ def cmd_restore(args) -> int:
     failures: list[str] = []
     if todo:
         try:
-            restorer = build_restorer(cfg)
+            restorer = FaceRestorer.from_config(cfg)
         except (OSError, ValueError, ImportError) as e:
             print(f"authface: error: {e}", file=sys.stderr)
             return 2

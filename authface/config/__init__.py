@@ -5,7 +5,7 @@ take explicit arguments.
 """
 
 from .base import ConfigError, all_keys, choices, load_config, parse_override, set_key, to_dict, validate
-from .choices import (
+from .literals import (
     Attention,
     ColorFix,
     DegradationPreset,

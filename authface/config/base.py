@@ -3,7 +3,8 @@
 Every command's settings (restore, train, prepare, degrade, eval) are dataclasses whose fields carry their types;
 choices are ``Literal[...]`` types (see :mod:`.choices`), so a config documents itself and one coercion routine
 checks every value. Unknown keys are errors that name the closest valid key. A config class may define
-``validate(self)`` for range checks that types cannot express; :func:`load_config` calls it.
+``validate(self)`` for range checks that types cannot express; :func:`load_config` calls it. A root config class
+may define ``ALIASES = {"old.key": "new.key"}`` (same section) so renamed keys keep working with a warning.
 
     >>> from authface.config import RestoreConfig, load_config
     >>> cfg = load_config(RestoreConfig, None, ["sampler.steps=30", "face.upscale=2"])
@@ -15,12 +16,16 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import logging
 import types
 import typing
+import warnings
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 import yaml
+
+logger = logging.getLogger(__name__)
 
 
 class ConfigError(ValueError):
@@ -137,6 +142,11 @@ def _apply(obj: Any, data: dict, root_cls, prefix: str = "") -> None:
     fields = _fields(type(obj))
     for key, value in data.items():
         dotted = f"{prefix}{key}"
+        if key not in fields and dotted in getattr(root_cls, "ALIASES", {}):
+            new = root_cls.ALIASES[dotted]
+            warnings.warn(f"config key '{dotted}' is deprecated; use '{new}'", FutureWarning, stacklevel=2)
+            logger.warning("config key '%s' is deprecated; use '%s'", dotted, new)
+            dotted, key = new, new.rsplit(".", 1)[-1]  # aliases stay inside their section
         if key not in fields:
             raise _unknown(dotted, root_cls)
         tp, _ = fields[key]

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 from .base import ConfigError
-from .choices import (
+from .literals import (
     Attention,
     ColorFix,
     DetectorName,
@@ -59,8 +60,9 @@ class SamplerConfig:
     steps: int = 20
     strength: float = 0.7
     """Fraction of the schedule run from the degraded image's latent; 1.0 starts from pure noise."""
-    guidance_scale: float = 4.0
-    """Classifier-free guidance scale; <= 1 disables the unconditional pass."""
+    cfg_scale: float = 4.0
+    """Classifier-free guidance (CFG) scale; <= 1 disables the unconditional pass. (Guidance *objectives* —
+    identity, quality, fidelity — are the ``guidance`` section.) Formerly ``sampler.guidance_scale``."""
     controlnet_scale: float = 1.0
     prompt: str = "a high quality, sharp, detailed photograph of a face"
     negative_prompt: str = "blurry, lowres, noise, jpeg artifacts, deformed, painting, cartoon, oversmoothed"
@@ -155,6 +157,8 @@ class GuidanceConfig:
 @dataclass
 class RestoreConfig:
     """Everything `authface restore` needs."""
+
+    ALIASES: ClassVar[dict[str, str]] = {"sampler.guidance_scale": "sampler.cfg_scale"}
 
     model: ModelConfig = field(default_factory=ModelConfig)
     sampler: SamplerConfig = field(default_factory=SamplerConfig)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from .base import ConfigError
-from .choices import DegradationPreset, FacialRegion, LogWith, LRScheduler, MixedPrecision, TimeWeightMode
+from .literals import DegradationPreset, FacialRegion, LogWith, LRScheduler, MixedPrecision, TimeWeightMode
 from .restore import DEFAULT_BASE_MODEL
 
 TINY_RANDOM_BASE = "authface-tiny-random"
