@@ -185,14 +185,8 @@ def build_parts(cfg: RestoreConfig) -> RestorerParts:
     Raises:
         OSError (ModelNotFoundError), ValueError, ImportError: what loading the model, detector or objectives raised.
     """
-    from .models.loading import (
-        configure_pipeline,
-        load_pipeline,
-        load_tiny_decoder,
-        resolve_device,
-        resolve_dtype,
-        set_scheduler,
-    )
+    from .models.loading import load_tiny_decoder, resolve_device, resolve_dtype
+    from .pipeline import configure_pipeline, load_pipeline, set_scheduler
 
     m, s, f = cfg.model, cfg.sampler, cfg.face
     device = resolve_device(m.device)

@@ -1,16 +1,21 @@
 #!/usr/bin/env bash
-# Install AuthFace with its test tools into .venv (CPU torch) and run the offline test suite.
-#   bash scripts/test.sh              # whole suite
+# Install AuthFace with its test tools and run the layer check and the offline test suite (CPU).
+#   bash scripts/test.sh              # whole suite (about 10 minutes on 2 cores)
 #   bash scripts/test.sh -k cli       # extra arguments go to pytest
+# An active virtual environment ($VIRTUAL_ENV) is used as it is; otherwise .venv is created (or reused).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-PYTHON=${PYTHON:-python3}
-if [ ! -x .venv/bin/python ]; then
-  "$PYTHON" -m venv .venv
+if [ -z "${VIRTUAL_ENV:-}" ]; then
+  PYTHON=${PYTHON:-python3}
+  if [ ! -x .venv/bin/python ]; then
+    "$PYTHON" -m venv .venv
+  fi
+  # shellcheck disable=SC1091
+  . .venv/bin/activate
 fi
-# shellcheck disable=SC1091
-. .venv/bin/activate
 # constraints/cpu.txt pins the CPU build of torch so pip never pulls the multi-GB CUDA wheels here.
 python -m pip install --quiet -c constraints/cpu.txt -e ".[dev]"
 export HF_HUB_OFFLINE=1
+# the layers of docs/architecture.md (pyproject.toml [tool.importlinter])
+lint-imports
 python -m pytest -n "${PYTEST_WORKERS:-2}" "$@"

@@ -193,3 +193,97 @@ def test_restore_with_guidance_records_steps_and_values(tiny_model_dir, astronau
 def test_identity_scale_without_model_is_a_config_error(tmp_path, capsys):
     rc = main(["restore", str(tmp_path), "-o", str(tmp_path / "o"), "--identity-scale", "0.1"])
     assert rc == 2 and "--identity-model" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------ first-run experience: checks before any work
+def test_help_shows_defaults_and_choices(capsys, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "300")  # no line wrapping inside long defaults
+    with pytest.raises(SystemExit):
+        main(["restore", "--help"])
+    out = " ".join(capsys.readouterr().out.split())
+    assert "choices: default, ddim, dpm++, unipc, euler, euler_a" in out  # schedulers
+    assert "choices: dlib, dlib-mmod, yunet, insightface" in out  # detectors
+    assert "choices: none, wavelet, adain; default: wavelet" in out  # colour fixes
+    assert "stable-diffusion-v1-5/stable-diffusion-v1-5" in out  # the default model
+    assert "default: 20 [sampler.steps]" in out
+
+
+def test_output_equal_to_input_folder_is_refused_up_front(astronaut, tmp_path, capsys):
+    Image.fromarray(astronaut).save(tmp_path / "a.jpg")
+    Image.fromarray(astronaut).save(tmp_path / "b.jpg")
+    rc = main(["restore", str(tmp_path), "-o", str(tmp_path), "--model", str(tmp_path / "nowhere")])
+    err = capsys.readouterr().err
+    assert rc == 2 and "is the input folder" in err and "contains no image files" not in err
+
+
+@pytest.mark.parametrize("steps, strength", [("2", "0.3"), ("1", "0.9"), ("3", "0.25")])
+def test_steps_times_strength_below_one_is_a_usage_error(astronaut, tmp_path, capsys, steps, strength):
+    Image.fromarray(astronaut).save(tmp_path / "a.jpg")
+    out = tmp_path / "out"
+    rc = main(["restore", str(tmp_path / "a.jpg"), "-o", str(out), "--steps", steps, "--strength", strength])
+    err = capsys.readouterr().err
+    assert rc == 2 and "--steps" in err and "--strength" in err and "no denoising step" in err
+    assert not out.exists()
+
+
+def test_quality_target_without_the_prior_exits_2_before_any_photo(tiny_model_dir, astronaut, tmp_path, capsys):
+    from authface.models.quality_prior import has_quality_prior
+    from diffusers import ControlNetModel
+
+    if has_quality_prior(ControlNetModel.from_pretrained(tiny_model_dir / "controlnet")):
+        pytest.skip("the tiny model folder has the quality prior")  # then the check below cannot apply
+    Image.fromarray(astronaut).save(tmp_path / "a.jpg")
+    out = tmp_path / "out"
+    rc = main(["restore", str(tmp_path / "a.jpg"), "-o", str(out), "--model", str(tiny_model_dir),
+               "--quality-target", "0.9", *FAST])  # fmt: skip
+    err = capsys.readouterr().err
+    assert rc == 2 and "--quality-target" in err and "quality_score" not in err
+    assert not out.exists()  # nothing left behind
+
+
+def test_failed_model_load_leaves_no_output_folder(astronaut, tmp_path, capsys):
+    Image.fromarray(astronaut).save(tmp_path / "a.jpg")
+    out = tmp_path / "restored"
+    rc = main(["restore", str(tmp_path / "a.jpg"), "-o", str(out), "--model", str(tmp_path / "no-such-model")])
+    assert rc == 2 and not out.exists()
+
+
+def test_ctrl_c_prints_one_line_exits_130_and_resumes(tiny_model_dir, astronaut, tmp_path, capsys, monkeypatch):
+    from authface.restorer import FaceRestorer
+
+    src = tmp_path / "in"
+    src.mkdir()
+    for name in ("a", "b", "c"):
+        Image.fromarray(astronaut).save(src / f"{name}.png")
+    out = tmp_path / "out"
+    real = FaceRestorer.restore_many
+
+    def interrupted(self, items):
+        for i, result in enumerate(real(self, items)):
+            if i == 1:
+                raise KeyboardInterrupt
+            yield result
+
+    monkeypatch.setattr(FaceRestorer, "restore_many", interrupted)
+    rc = main(["restore", str(src), "-o", str(out), "--model", str(tiny_model_dir), *FAST])
+    err = capsys.readouterr().err
+    assert rc == 130
+    assert "Traceback" not in err and len([line for line in err.splitlines() if "interrupted" in line]) == 1
+    assert "run the same command again to resume" in err
+    monkeypatch.setattr(FaceRestorer, "restore_many", real)
+    assert main(["restore", str(src), "-o", str(out), "--model", str(tiny_model_dir), *FAST]) == 0
+    assert "1 already done" in capsys.readouterr().err
+    assert sorted(p.name for p in out.glob("*.png")) == ["a.png", "b.png", "c.png"]
+
+
+def test_progress_lines_when_not_a_terminal_and_no_face_hint(tiny_model_dir, astronaut, tmp_path, capsys):
+    from skimage import data
+
+    src = tmp_path / "in"
+    src.mkdir()
+    Image.fromarray(astronaut).save(src / "a.png")
+    Image.fromarray(data.coffee()).save(src / "cup.png")
+    assert main(["restore", str(src), "-o", str(tmp_path / "out"), "--model", str(tiny_model_dir), *FAST]) == 0
+    err = capsys.readouterr().err
+    assert "authface: restoring: 2/2 photo (100%)" in err  # the periodic one-line progress (stderr is no TTY)
+    assert "--detector dlib-mmod" in err and "face.upsample=2" in err  # the no-face line says what to try

@@ -48,13 +48,17 @@ def _quiet_libraries() -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``authface`` console script; returns the exit code."""
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    level = logging.WARNING - 10 * min(args.verbose, 2)
-    logging.basicConfig(level=level, format="authface: %(levelname)s: %(message)s")
-    if args.verbose < 2 and args.command in ("restore", "train"):
-        _quiet_libraries()
-    return args.func(args)
+    try:
+        parser = build_parser()
+        args = parser.parse_args(argv)
+        level = logging.WARNING - 10 * min(args.verbose, 2)
+        logging.basicConfig(level=level, format="authface: %(levelname)s: %(message)s")
+        if args.verbose < 2 and args.command in ("restore", "train"):
+            _quiet_libraries()
+        return args.func(args)
+    except KeyboardInterrupt:  # commands that can resume say so themselves; this is the catch-all
+        print("\nauthface: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

@@ -18,6 +18,7 @@ from pathlib import Path
 from .. import __version__
 from ..config import ConfigError, RestoreConfig, load_config, to_dict
 from ..restorer import FaceRestorer
+from .progress import Progress
 
 logger = logging.getLogger("authface")
 
@@ -25,25 +26,25 @@ logger = logging.getLogger("authface")
 # flag -> (config key, argparse kwargs). Flags are shorthands for --set KEY=VALUE.
 RESTORE_FLAGS: dict[str, tuple[str, dict]] = {
     "--model": ("model.model", dict(help="base model or AuthFace model: hub id, local folder or single file")),
-    "--controlnet": ("model.controlnet", dict(help="ControlNet: hub id, folder or file (default: auto)")),
+    "--controlnet": ("model.controlnet", dict(help="ControlNet: hub id, folder or file; auto = the model folder's own, else the SD 1.5 tile ControlNet")),
     "--lora": ("model.lora", dict(help="LoRA weights (.safetensors or folder)")),
     "--lora-scale": ("model.lora_scale", dict(type=float)),
     "--device": ("model.device", dict(help="auto | cpu | cuda | cuda:N | mps")),
-    "--dtype": ("model.dtype", dict(help="auto | float32 | float16 | bfloat16")),
-    "--offload": ("model.offload", dict(help="none | model | sequential CPU offload")),
+    "--dtype": ("model.dtype", dict(help="auto: float16 on CUDA/MPS, float32 on CPU")),
+    "--offload": ("model.offload", dict(help="CPU offload of the models between calls (saves VRAM)")),
     "--steps": ("sampler.steps", dict(type=int)),
     "--strength": ("sampler.strength", dict(type=float, help="(0, 1]; 1.0 starts from pure noise")),
     "--cfg-scale": ("sampler.cfg_scale", dict(type=float, help="classifier-free guidance scale")),
     "--controlnet-scale": ("sampler.controlnet_scale", dict(type=float)),
     "--prompt": ("sampler.prompt", dict()),
     "--negative-prompt": ("sampler.negative_prompt", dict()),
-    "--scheduler": ("sampler.scheduler", dict()),
-    "--color-fix": ("sampler.color_fix", dict(help="none | wavelet | adain")),
+    "--scheduler": ("sampler.scheduler", dict(help="sampler; default = the model's own scheduler")),
+    "--color-fix": ("sampler.color_fix", dict(help="match the restored face's colours to the input face")),
     "--seed": ("sampler.seed", dict(type=int)),
     "--quality-target": ("sampler.quality_target", dict(type=float, help="quality to ask a model trained with the "
                                                         "image-quality prior for, in [0, 1] (default 0.9)")),
     "--batch-size": ("sampler.batch_size", dict(type=int, help="faces per pipeline call, across photos")),
-    "--detector": ("face.detector", dict(help="dlib | dlib-mmod | yunet | insightface")),
+    "--detector": ("face.detector", dict(help="face detector (dlib: offline HOG; dlib-mmod: CNN, finds more)")),
     "--detector-model": ("face.detector_model", dict(help="local model file/folder for yunet/insightface")),
     "--crop-size": ("face.crop_size", dict(type=int)),
     "--min-face-size": ("face.min_face_size", dict(type=float, help="ignore smaller faces (pixels)")),
@@ -75,6 +76,26 @@ def _dest(flag: str) -> str:
     return flag.lstrip("-").replace("-", "_")
 
 
+def _flag_help(key: str, text: str) -> str:
+    """Help of a flag: its text, then the config key, its default and its choices (from the Literal type)."""
+    import dataclasses
+    import typing
+
+    from ..config import choices
+
+    section, name = key.split(".")
+    section_cls = typing.get_type_hints(RestoreConfig)[section]
+    default = getattr(RestoreConfig(), section).__getattribute__(name)
+    tp = typing.get_type_hints(section_cls)[name]
+    options = choices(tp)
+    assert name in {f.name for f in dataclasses.fields(section_cls)}
+    parts = [text] if text else []
+    if options:
+        parts.append("choices: " + ", ".join(map(str, options)))
+    parts.append(f"default: {default if default not in (None, '') else 'none'}")
+    return "; ".join(parts).replace("%", "%%") + f" [{key}]"
+
+
 def add_parser(subparsers) -> argparse.ArgumentParser:
     """Register ``authface restore`` on the top-level parser's subparsers."""
     r = subparsers.add_parser(
@@ -88,7 +109,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     r.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override any config key, e.g. --set sampler.steps=30 (repeatable)")  # fmt: skip
     for flag, (key, kwargs) in RESTORE_FLAGS.items():
-        r.add_argument(flag, dest=_dest(flag), default=None, **{"help": f"({key})", **kwargs})
+        kwargs = dict(kwargs, help=_flag_help(key, kwargs.get("help", "")))
+        r.add_argument(flag, dest=_dest(flag), default=None, **kwargs)
     for flag, key in RESTORE_SWITCHES.items():
         r.add_argument(flag, dest=_dest(flag), action="store_true", default=None, help=f"({key}=true)")
     r.add_argument("--no-recursive", dest="no_recursive", action="store_true", help="do not descend into subfolders")
@@ -151,6 +173,10 @@ def _plan(args, cfg: RestoreConfig) -> tuple[Path, list[_Job]]:
     from .. import io
 
     out_dir = Path(args.output).expanduser().resolve()
+    for entry in args.inputs:
+        if Path(entry).expanduser().is_dir() and Path(entry).expanduser().resolve() == out_dir:
+            raise _UsageError(f"-o {args.output} is the input folder {entry}; choose another output folder "
+                              "(a sub-folder such as {entry}/restored works: it is skipped when reading inputs)")  # fmt: skip
     try:
         inputs = io.discover_inputs(args.inputs, recursive=cfg.io.recursive, exclude=[out_dir])
     except FileNotFoundError as e:
@@ -201,14 +227,11 @@ def _write_result(job: _Job, img, result, cfg: RestoreConfig, out_dir: Path) -> 
     return "restored"
 
 
-def _run(restorer, todo: list[_Job], cfg: RestoreConfig, out_dir: Path, manifest) -> tuple[dict, list[str]]:
-    """Restore every pending job, writing outputs and manifest records as results arrive."""
-    from tqdm import tqdm
-
+def _run(restorer, todo: list[_Job], cfg: RestoreConfig, out_dir: Path, manifest, stats: dict) -> None:
+    """Restore every pending job, writing outputs and manifest records as results arrive (counts in ``stats``)."""
     from .. import io
 
-    counts = {"restored": 0, "copied": 0, "skipped_no_face": 0, "failed": 0}
-    failures: list[str] = []
+    counts, failures = stats["counts"], stats["failures"]
     loaded: dict[str, io.LoadedImage] = {}
 
     def loader(src: Path):
@@ -220,7 +243,8 @@ def _run(restorer, todo: list[_Job], cfg: RestoreConfig, out_dir: Path, manifest
         return load
 
     by_key = {str(j.src): j for j in todo}
-    bar = tqdm(total=len(todo), unit="photo", desc="restoring", disable=None, file=sys.stderr)
+    bar = Progress(len(todo), "restoring", unit="photo")
+    stats["bar"] = bar
     for key, result in restorer.restore_many((str(j.src), loader(j.src)) for j in todo):
         job, img = by_key[key], loaded.pop(key, None)
         record = {"type": "photo", "input": key, "output": None, "seed": cfg.sampler.seed}
@@ -238,21 +262,51 @@ def _run(restorer, todo: list[_Job], cfg: RestoreConfig, out_dir: Path, manifest
             reason = err.reason if isinstance(err, io.ImageReadError) else f"{type(err).__name__}: {err}"
             record["error"] = reason
             failures.append(f"{job.src}: {reason}")
-            tqdm.write(f"authface: FAILED {job.src}: {reason}", file=sys.stderr)
+            bar.write(f"authface: FAILED {job.src}: {reason}")
         if status == "skipped_no_face":
-            tqdm.write(f"authface: no face found in {job.src}; skipped (--skip-no-face)", file=sys.stderr)
+            bar.write(f"authface: no face found in {job.src}; skipped (--skip-no-face). {NO_FACE_HINT}")
         elif status == "copied":
-            tqdm.write(f"authface: no face found in {job.src}; copied through", file=sys.stderr)
+            bar.write(f"authface: no face found in {job.src}; copied through. {NO_FACE_HINT}")
         record["status"] = status
         counts[status] += 1
         manifest.write(record)
         bar.update(1)
     bar.close()
-    return counts, failures
+
+
+NO_FACE_HINT = ("To find smaller or harder faces try --set face.upsample=2, --detector dlib-mmod, or a smaller "
+                "--min-face-size; for photos that are already aligned face crops use --aligned.")
+
+
+def _check_model(restorer, cfg: RestoreConfig) -> None:
+    """What can only be checked once the model is loaded, still before any photo: raises _UsageError."""
+    from ..models.quality_prior import has_quality_prior
+
+    controlnet = getattr(restorer.pipeline, "controlnet", None)
+    if cfg.sampler.quality_target is not None and controlnet is not None and not has_quality_prior(controlnet):
+        raise _UsageError(
+            f"--quality-target {cfg.sampler.quality_target} needs a model trained with the image-quality prior; "
+            f"{cfg.model.model} has none: drop --quality-target, or use a model fine-tuned with "
+            "model.quality_prior=true (authface train)"
+        )
 
 
 def cmd_restore(args) -> int:
-    """``authface restore``: exit 0 when every photo was written, 1 when any failed, 2 for usage errors."""
+    """``authface restore``: 0 when every photo was written, 1 when any failed, 2 for usage errors, 130 on Ctrl-C."""
+    stats: dict = {"counts": {"restored": 0, "copied": 0, "skipped_no_face": 0, "failed": 0}, "failures": []}
+    try:
+        return _restore(args, stats)
+    except KeyboardInterrupt:
+        bar = stats.get("bar")
+        if bar is not None:
+            bar.close()
+        done = sum(stats["counts"].values())
+        print(f"\nauthface: interrupted: {done} photo(s) finished this run and recorded in the manifest; "
+              "run the same command again to resume", file=sys.stderr)  # fmt: skip
+        return 130
+
+
+def _restore(args, stats: dict) -> int:
     from ..io.manifest import MANIFEST_NAME, RunManifest
 
     try:
@@ -264,23 +318,23 @@ def cmd_restore(args) -> int:
     except _UsageError as e:
         print(f"authface: error: {e}", file=sys.stderr)
         return 2
-    out_dir.mkdir(parents=True, exist_ok=True)
     manifest = RunManifest(out_dir / MANIFEST_NAME)
     todo, skipped_done = _pending(jobs, manifest.done(), cfg.io.overwrite)
-    counts = {"restored": 0, "copied": 0, "skipped_no_face": 0, "failed": 0}
-    failures: list[str] = []
+    counts, failures = stats["counts"], stats["failures"]
     if todo:
         try:
             restorer = FaceRestorer.from_config(cfg)
-        except (OSError, ValueError, ImportError) as e:
+            _check_model(restorer, cfg)
+        except (_UsageError, OSError, ValueError, ImportError) as e:
             print(f"authface: error: {e}", file=sys.stderr)
             return 2
+        out_dir.mkdir(parents=True, exist_ok=True)  # only now: a run that fails before any photo leaves nothing
         manifest.write({
             "type": "run", "started": datetime.datetime.now(datetime.timezone.utc).isoformat(),
             "argv": sys.argv[1:], "device": str(restorer.device), "dtype": str(restorer.dtype).replace("torch.", ""),
             "versions": _versions(), "config": to_dict(cfg),
         })  # fmt: skip
-        counts, failures = _run(restorer, todo, cfg, out_dir, manifest)
+        _run(restorer, todo, cfg, out_dir, manifest, stats)
 
     summary = (
         f"authface: {len(jobs)} photo(s): {counts['restored']} restored, {counts['copied']} copied (no face), "

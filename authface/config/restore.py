@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import ClassVar
 
@@ -173,6 +174,13 @@ class RestoreConfig:
             raise ConfigError(f"sampler.strength must be in (0, 1], got {s.strength}")
         if s.steps < 1:
             raise ConfigError(f"sampler.steps must be >= 1, got {s.steps}")
+        if 0.0 < s.strength <= 1.0 and int(s.steps * s.strength) < 1:
+            need = math.ceil(1.0 / s.strength)
+            raise ConfigError(
+                f"--steps {s.steps} x --strength {s.strength} runs no denoising step (the img2img schedule keeps "
+                f"int(steps x strength) = 0 steps): use --steps {need} or more, or a higher --strength "
+                "(sampler.steps, sampler.strength)"
+            )
         if s.batch_size < 1:
             raise ConfigError(f"sampler.batch_size must be >= 1, got {s.batch_size}")
         if s.quality_target is not None and not 0.0 <= s.quality_target <= 1.0:
