@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -227,8 +228,9 @@ def test_steps_times_strength_below_one_is_a_usage_error(astronaut, tmp_path, ca
 
 
 def test_quality_target_without_the_prior_exits_2_before_any_photo(tiny_model_dir, astronaut, tmp_path, capsys):
-    from authface.models.quality_prior import has_quality_prior
     from diffusers import ControlNetModel
+
+    from authface.models.quality_prior import has_quality_prior
 
     if has_quality_prior(ControlNetModel.from_pretrained(tiny_model_dir / "controlnet")):
         pytest.skip("the tiny model folder has the quality prior")  # then the check below cannot apply
@@ -287,3 +289,63 @@ def test_progress_lines_when_not_a_terminal_and_no_face_hint(tiny_model_dir, ast
     err = capsys.readouterr().err
     assert "authface: restoring: 2/2 photo (100%)" in err  # the periodic one-line progress (stderr is no TTY)
     assert "--detector dlib-mmod" in err and "face.upsample=2" in err  # the no-face line says what to try
+
+
+# ------------------------------------------------------------------ one output per input, always
+@pytest.mark.parametrize(
+    "names, ext",
+    [
+        (["a.gif", "a.png"], None),  # GIF is written as PNG
+        (["a.jpg", "a.png"], "png"),  # --ext png
+        (["a.jpg", "a.jpeg", "a.webp"], "jpg"),
+        (["a.tif", "a.tiff", "a.bmp", "a.png"], "png"),
+        (["a.gif", "a_gif.png", "a.png"], None),  # the fallback name is itself taken
+        (["A.GIF", "a.png"], None),  # case-insensitive file systems
+    ],
+)
+def test_inputs_that_meet_at_one_output_each_get_their_own(tiny_model_dir, astronaut, tmp_path, capsys, names, ext):
+    src = tmp_path / "in"
+    src.mkdir()
+    for i, name in enumerate(names):  # different pixels per input, so a lost output is visible
+        Image.fromarray(np.ascontiguousarray(np.roll(astronaut, 40 * i, axis=1))).save(src / name)
+    out = tmp_path / "out"
+    args = ["restore", str(src), "-o", str(out), "--model", str(tiny_model_dir), *FAST, "--set", "face.aligned=true"]
+    assert main(args + (["--ext", ext] if ext else [])) == 0
+    recs = [r for r in _records(out) if r["type"] == "photo"]
+    outputs = [r["output"] for r in recs]
+    assert len(recs) == len(names) and len({o.casefold() for o in outputs}) == len(names), outputs
+    assert all(Path(o).is_file() for o in outputs)
+    # a re-run maps every input to the same output and skips them all
+    assert main(args + (["--ext", ext] if ext else [])) == 0
+    assert f"{len(names)} already done" in capsys.readouterr().err
+
+
+def test_seeds_depend_on_the_relative_path_not_the_folder_location(tiny_model_dir, astronaut, tmp_path):
+    """Moving a folder of photos must not change any output (seeds once came from the absolute path)."""
+    for place in ("first", "second/deeper"):
+        src = tmp_path / place / "photos"
+        (src / "sub").mkdir(parents=True)
+        Image.fromarray(astronaut).save(src / "sub" / "a.png")
+        assert main(["restore", str(src), "-o", str(tmp_path / place / "out"), "--model", str(tiny_model_dir),
+                     *FAST]) == 0  # fmt: skip
+    a = (tmp_path / "first" / "out" / "sub" / "a.png").read_bytes()
+    assert a == (tmp_path / "second" / "deeper" / "out" / "sub" / "a.png").read_bytes()
+    rec = [r for r in _records(tmp_path / "first" / "out") if r["type"] == "photo"][0]
+    assert rec["key"] == "sub/a.png"
+
+
+def test_transparency_dropped_for_jpeg_is_visible_and_noted(tiny_model_dir, astronaut, tmp_path, capsys):
+    """An RGBA cut-out written as JPEG came back on black with only a debug line."""
+    rgba = np.dstack([np.zeros_like(astronaut), np.zeros(astronaut.shape[:2], np.uint8)])  # transparent black...
+    rgba[:, 100:400, :3] = astronaut[:, 100:400]  # ...around an opaque band with the face
+    rgba[:, 100:400, 3] = 255
+    Image.fromarray(rgba, "RGBA").save(tmp_path / "cutout.png")
+    out = tmp_path / "out"
+    assert main(["restore", str(tmp_path / "cutout.png"), "-o", str(out), "--model", str(tiny_model_dir),
+                 "--ext", "jpg", *FAST]) == 0  # fmt: skip
+    err = capsys.readouterr().err
+    assert "transparency dropped" in err and "--ext png" in err
+    rec = [r for r in _records(out) if r["type"] == "photo"][0]
+    assert any("transparency dropped" in n for n in rec["notes"])
+    corner = np.asarray(Image.open(out / "cutout.jpg"))[:50, :50]
+    assert corner.mean() > 240  # composited onto white, not black

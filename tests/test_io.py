@@ -464,7 +464,7 @@ def test_write_tiff_alpha(tmp_path: Path, photo: np.ndarray) -> None:
 
 def test_write_jpeg_close_and_drops_alpha(tmp_path: Path, photo: np.ndarray) -> None:
     p = tmp_path / "o.JPG"
-    write_image(p, photo, np.zeros(photo.shape[:2], np.uint8), quality=95)
+    assert write_image(p, photo, np.full(photo.shape[:2], 255, np.uint8), quality=95) == []  # opaque: nothing lost
     with Image.open(p) as im:
         assert im.format == "JPEG"
         assert [layer[1:3] for layer in im.layer] == [(1, 1)] * 3  # 4:4:4 at quality >= 90
@@ -474,6 +474,10 @@ def test_write_jpeg_close_and_drops_alpha(tmp_path: Path, photo: np.ndarray) -> 
     small = tmp_path / "low.jpeg"
     write_image(small, photo, quality=30)
     assert small.stat().st_size < p.stat().st_size
+    # transparent pixels are composited onto white with a note, never written as their (often black) RGB
+    notes = write_image(p, photo, np.zeros(photo.shape[:2], np.uint8), quality=95)
+    assert notes and "transparency dropped" in notes[0]
+    assert read_image(p).rgb.mean() > 250
 
 
 def test_write_webp(tmp_path: Path, photo: np.ndarray) -> None:

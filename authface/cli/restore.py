@@ -183,12 +183,36 @@ def _plan(args, cfg: RestoreConfig) -> tuple[Path, list[_Job]]:
         raise _UsageError(str(e)) from None
     if out_dir.exists() and not out_dir.is_dir():
         raise _UsageError(f"output {out_dir} exists and is not a folder")
-    jobs = [_Job(src, rel, _output_path(out_dir, rel, cfg.io.ext)) for src, rel in inputs]
+    jobs = _unique_outputs([_Job(src, rel, _output_path(out_dir, rel, cfg.io.ext)) for src, rel in inputs])
     input_set = {j.src.resolve() for j in jobs}
     clash = [j.dst for j in jobs if j.dst.resolve() in input_set]
     if clash:
         raise _UsageError(f"output {clash[0]} would overwrite an input; choose another -o folder")
     return out_dir, jobs
+
+
+def _unique_outputs(jobs: list[_Job]) -> list[_Job]:
+    """Make output paths unique by construction (compared case-insensitively).
+
+    An output whose extension differs from its input's (``a.gif`` -> png, or ``--ext``) can meet another one:
+    ``a.gif`` + ``a.png``, or ``a.jpg`` + ``a.png`` with ``--ext png``. Inputs that keep their extension claim their
+    name first; each other one gets its input extension folded into the name (``a_gif.png``, then ``a_gif_2.png``).
+    The mapping depends only on the set of inputs, so a re-run maps every input to the same output.
+    """
+    taken: set[str] = set()
+    order = sorted(range(len(jobs)), key=lambda i: jobs[i].dst.suffix != jobs[i].src.suffix.lower())
+    for i in order:
+        job = jobs[i]
+        dst, n = job.dst, 2
+        if dst.as_posix().casefold() in taken:
+            stem = f"{job.dst.stem}_{job.src.suffix.lstrip('.').lower() or 'noext'}"
+            dst = job.dst.with_name(stem + job.dst.suffix)
+            while dst.as_posix().casefold() in taken:
+                dst, n = job.dst.with_name(f"{stem}_{n}{job.dst.suffix}"), n + 1
+            logger.info("%s and another input map to %s; writing %s", job.src, job.dst.name, dst.name)
+        taken.add(dst.as_posix().casefold())
+        jobs[i] = _Job(job.src, job.rel, dst)
+    return jobs
 
 
 class _UsageError(Exception):
@@ -209,8 +233,8 @@ def _pending(jobs: list[_Job], done: dict[str, str], overwrite: bool) -> tuple[l
     return todo, skipped
 
 
-def _write_result(job: _Job, img, result, cfg: RestoreConfig, out_dir: Path) -> str:
-    """Write one photo's output; returns its status (restored, copied, skipped_no_face)."""
+def _write_result(job: _Job, img, result, cfg: RestoreConfig, out_dir: Path, notes: list[str]) -> str:
+    """Write one photo's output; returns its status (restored, copied, skipped_no_face); appends notes."""
     from .. import io
 
     if not result.faces:
@@ -219,9 +243,9 @@ def _write_result(job: _Job, img, result, cfg: RestoreConfig, out_dir: Path) -> 
         if cfg.face.upscale == 1 and job.dst.suffix == job.src.suffix.lower():
             io.copy_file(job.src, job.dst)
         else:
-            io.write_image(job.dst, result.image, result.alpha, cfg.io.jpeg_quality, img.icc_profile)
+            notes += io.write_image(job.dst, result.image, result.alpha, cfg.io.jpeg_quality, img.icc_profile)
         return "copied"
-    io.write_image(job.dst, result.image, result.alpha, cfg.io.jpeg_quality, img.icc_profile)
+    notes += io.write_image(job.dst, result.image, result.alpha, cfg.io.jpeg_quality, img.icc_profile)
     if cfg.io.save_faces:
         _save_faces(out_dir, job.rel, result)
     return "restored"
@@ -242,18 +266,23 @@ def _run(restorer, todo: list[_Job], cfg: RestoreConfig, out_dir: Path, manifest
 
         return load
 
-    by_key = {str(j.src): j for j in todo}
+    # the key (and so every face's seed) is the path relative to its input folder: moving a folder changes nothing
+    by_key = {j.rel.as_posix(): j for j in todo}
     bar = Progress(len(todo), "restoring", unit="photo")
     stats["bar"] = bar
-    for key, result in restorer.restore_many((str(j.src), loader(j.src)) for j in todo):
-        job, img = by_key[key], loaded.pop(key, None)
-        record = {"type": "photo", "input": key, "output": None, "seed": cfg.sampler.seed}
+    for key, result in restorer.restore_many((k, loader(j.src)) for k, j in by_key.items()):
+        job = by_key[key]
+        img = loaded.pop(str(job.src), None)
+        record = {"type": "photo", "input": str(job.src), "key": key, "output": None, "seed": cfg.sampler.seed}
         t0 = time.perf_counter()
         try:
             if isinstance(result, Exception):
                 raise result
-            record.update(size=list(img.size), notes=img.notes, faces=result.faces, timings=result.timings)
-            status = _write_result(job, img, result, cfg, out_dir)
+            record.update(size=list(img.size), notes=list(img.notes), faces=result.faces, timings=result.timings)
+            n_before = len(record["notes"])
+            status = _write_result(job, img, result, cfg, out_dir, record["notes"])
+            for note in record["notes"][n_before:]:
+                bar.write(f"authface: {job.src}: {note}")
             if status != "skipped_no_face":
                 record.update(output=str(job.dst), output_size=[result.image.shape[1], result.image.shape[0]])
             record["timings"] = {**record.get("timings", {}), "write_s": time.perf_counter() - t0}

@@ -120,8 +120,14 @@ def write_image(
     alpha: np.ndarray | None = None,
     quality: int = 95,
     icc_profile: bytes | None = None,
-) -> None:
+    background: tuple[int, int, int] = (255, 255, 255),
+) -> list[str]:
     """Write a uint8 RGB image atomically; the format comes from the extension.
+
+    Returns notes for the user (empty when nothing was lost). Transparency is never dropped silently: for formats
+    that cannot store it (JPEG, BMP), an ``alpha`` with any transparent pixel is composited onto ``background``
+    (white by default; a cut-out on black would look like a black background), a warning is logged and a note
+    returned.
 
     ``.jpg``/``.jpeg`` -> JPEG (``quality``; 4:4:4 chroma when quality >= 90),
     ``.png``, ``.webp`` (``quality``), ``.bmp``, ``.tif``/``.tiff`` (LZW when
@@ -150,11 +156,17 @@ def write_image(
             raise ValueError(f"alpha shape {alpha.shape} does not match rgb shape {rgb.shape}")
 
     img = Image.fromarray(rgb)
+    notes: list[str] = []
     if alpha is not None:
         if fmt in _ALPHA_FORMATS:
             img = Image.fromarray(np.dstack([rgb, alpha]))
-        else:
-            logger.debug("%s: %s cannot store alpha; alpha dropped", path, fmt)
+        elif (alpha < 255).any():
+            img = Image.fromarray(flatten_alpha(rgb, alpha, background))
+            notes.append(
+                f"transparency dropped: {fmt} cannot store it, so the image was composited onto "
+                f"RGB{tuple(background)}; write PNG, WebP or TIFF (e.g. --ext png) to keep it"
+            )
+            logger.warning("%s: %s", path, notes[-1])
 
     params: dict[str, Any] = {}
     if fmt == "JPEG":
@@ -172,6 +184,16 @@ def write_image(
         params["icc_profile"] = icc_profile
 
     atomic_write(path, lambda f: img.save(f, format=fmt, **params))
+    return notes
+
+
+def flatten_alpha(
+    rgb: np.ndarray, alpha: np.ndarray, background: tuple[int, int, int] = (255, 255, 255)
+) -> np.ndarray:
+    """Composite uint8 RGB ``(H, W, 3)`` with uint8 alpha ``(H, W)`` onto a solid ``background`` colour."""
+    a = alpha.astype(np.float32)[..., None] / 255.0
+    bg = np.asarray(background, np.float32).reshape(1, 1, 3)
+    return np.clip(np.rint(rgb.astype(np.float32) * a + bg * (1.0 - a)), 0, 255).astype(np.uint8)
 
 
 def copy_file(src: str | os.PathLike[str], dst: str | os.PathLike[str]) -> None:
