@@ -12,6 +12,8 @@ import pytest
 
 from authface.data import degradations as D
 from authface.data.degradations import PRESETS, DegradationConfig
+from authface.data.degradations import kernels as K
+from authface.io import to_uint8
 
 PRESET_NAMES = sorted(PRESETS)
 
@@ -39,6 +41,12 @@ def _high_freq_energy(img: np.ndarray) -> float:
         np.fft.fftshift(np.fft.fftfreq(h)), np.fft.fftshift(np.fft.fftfreq(w)), indexing="ij"
     )
     return float((np.abs(f) ** 2)[np.hypot(fx, fy) > 0.25].mean())
+
+
+def _u8(op, img: np.ndarray, *args, **kwargs) -> np.ndarray:
+    """Run a float32 [0, 1] op on a uint8 image and round its result back to uint8 (as the pipeline does)."""
+    out = op(D.to_float(img), *args, **kwargs)
+    return to_uint8(out[0]) if isinstance(out, tuple) else to_uint8(out)
 
 
 def _psnr(a: np.ndarray, b: np.ndarray) -> float:
@@ -483,6 +491,28 @@ def test_config_accepts_lists_and_round_trips_through_json():
         DegradationConfig.from_dict({"noise_rnage": [0, 5]})
 
 
+def test_config_loads_through_the_config_mechanism(tmp_path):
+    from authface.config import ConfigError, load_config
+
+    path = tmp_path / "degradation.yaml"
+    path.write_text("second_order: true\nkernel_kinds: [iso, plateau_aniso]\nkernel_probs: [1, 3]\n")
+    cfg = load_config(DegradationConfig, path, ["noise_range=[0, 5]", "resize_back_mode=area", "gray_prob=0.5"])
+    assert cfg.second_order and cfg.kernel_kinds == ("iso", "plateau_aniso") and cfg.kernel_probs == (1.0, 3.0)
+    assert cfg.noise_range == (0.0, 5.0) and cfg.resize_back_mode == "area" and cfg.gray_prob == 0.5
+    with pytest.raises(ConfigError, match="bicubic"):  # a Literal choice, with a suggestion
+        load_config(DegradationConfig, None, ["resize_back_mode=bicubik"])
+    with pytest.raises(ConfigError, match="gray_prob"):
+        load_config(DegradationConfig, None, ["gray_prob=2"])
+    with pytest.raises(ConfigError, match="noise_range"):
+        load_config(DegradationConfig, None, ["noise_rnage=[0, 5]"])
+
+
+def test_get_preset_hands_out_copies():
+    cfg = D.get_preset("gfpgan")
+    cfg.noise_range = (0.0, 1.0)
+    assert PRESETS["gfpgan"].noise_range == (0.0, 20.0) and D.get_preset("gfpgan").noise_range == (0.0, 20.0)
+
+
 # --------------------------------------------------------------------------
 # kernels
 # --------------------------------------------------------------------------
@@ -592,7 +622,7 @@ def test_sinc_kernel_is_low_pass():
 def test_bessel_j1_matches_scipy():
     special = pytest.importorskip("scipy.special")
     x = np.linspace(0, 50, 2001)
-    np.testing.assert_allclose(D._bessel_j1(x), special.j1(x), atol=1e-12)
+    np.testing.assert_allclose(K._bessel_j1(x), special.j1(x), atol=1e-12)
 
 
 def test_motion_kernel_geometry():
@@ -637,7 +667,7 @@ def test_bad_kernel_parameters():
 @pytest.mark.parametrize("sigma", [5.0, 15.0, 30.0])
 def test_gaussian_noise_has_the_requested_std(sigma):
     clean = _gray_image(128)
-    noisy = D.add_gaussian_noise(clean, np.random.default_rng(0), sigma)
+    noisy = _u8(D.add_gaussian_noise, clean, np.random.default_rng(0), sigma)
     diff = noisy.astype(np.float64) - clean
     assert diff.std() == pytest.approx(sigma, rel=0.03)
     assert abs(diff.mean()) < 0.05 * sigma
@@ -647,42 +677,42 @@ def test_gaussian_noise_has_the_requested_std(sigma):
 
 def test_gray_gaussian_noise_has_equal_channels():
     clean = _gray_image(128)
-    noisy = D.add_gaussian_noise(clean, np.random.default_rng(0), 10.0, gray=True)
+    noisy = _u8(D.add_gaussian_noise, clean, np.random.default_rng(0), 10.0, gray=True)
     assert np.array_equal(noisy[..., 0], noisy[..., 1]) and np.array_equal(noisy[..., 1], noisy[..., 2])
     assert (noisy.astype(np.float64) - clean).std() == pytest.approx(10.0, rel=0.03)
-    assert np.array_equal(D.add_gaussian_noise(clean, np.random.default_rng(0), 0.0), clean)
+    assert np.array_equal(_u8(D.add_gaussian_noise, clean, np.random.default_rng(0), 0.0), clean)
 
 
 def test_poisson_noise(face128):
-    quiet = D.add_poisson_noise(face128, np.random.default_rng(0), 0.0)
+    quiet = _u8(D.add_poisson_noise, face128, np.random.default_rng(0), 0.0)
     assert np.array_equal(quiet, face128)
     stds = [
-        (D.add_poisson_noise(face128, np.random.default_rng(0), s).astype(np.float64) - face128).std()
+        (_u8(D.add_poisson_noise, face128, np.random.default_rng(0), s).astype(np.float64) - face128).std()
         for s in (0.5, 1.0, 2.0)
     ]
     assert stds[0] < stds[1] < stds[2]
-    gray_in = D.to_gray(face128)
-    noisy = D.add_poisson_noise(gray_in, np.random.default_rng(0), 1.0, gray=True)
+    gray_in = _u8(D.to_gray, face128)
+    noisy = _u8(D.add_poisson_noise, gray_in, np.random.default_rng(0), 1.0, gray=True)
     assert np.array_equal(noisy[..., 0], noisy[..., 1]) and np.array_equal(noisy[..., 1], noisy[..., 2])
     assert not np.array_equal(noisy, gray_in)
 
 
 def test_jpeg_lower_quality_larger_error(face128):
-    errors = [np.mean((D.jpeg(face128, q).astype(np.float64) - face128) ** 2) for q in (95, 60, 30, 10)]
+    errors = [np.mean((_u8(D.jpeg, face128, q).astype(np.float64) - face128) ** 2) for q in (95, 60, 30, 10)]
     assert errors == sorted(errors) and errors[0] < errors[-1] / 4
     with pytest.raises(ValueError, match="quality"):
-        D.jpeg(face128, 101)
+        D.jpeg(D.to_float(face128), 101)
 
 
 def test_jpeg_keeps_rgb_order():
     red = np.zeros((32, 32, 3), np.uint8)
     red[..., 0] = 220
-    out = D.jpeg(red, 90).astype(int)
+    out = _u8(D.jpeg, red, 90).astype(int)
     assert out[..., 0].mean() > 200 and out[..., 2].mean() < 20
 
 
 def test_to_gray_has_equal_channels(face64):
-    g = D.to_gray(face64)
+    g = _u8(D.to_gray, face64)
     assert g.shape == face64.shape and g.dtype == np.uint8
     assert np.array_equal(g[..., 0], g[..., 1]) and np.array_equal(g[..., 1], g[..., 2])
     ref = cv2.cvtColor(face64, cv2.COLOR_RGB2GRAY)
@@ -692,14 +722,14 @@ def test_to_gray_has_equal_channels(face64):
 def test_blur_reduces_high_frequencies_monotonically(face128):
     energies = [_high_freq_energy(face128)]
     for sigma in (0.5, 1.0, 2.0, 4.0, 8.0):
-        energies.append(_high_freq_energy(D.apply_kernel(face128, D.gaussian_kernel(41, sigma))))
+        energies.append(_high_freq_energy(_u8(D.apply_kernel, face128, D.gaussian_kernel(41, sigma))))
     assert all(a > b for a, b in zip(energies, energies[1:])), energies
     assert energies[-1] < energies[0] / 50
 
 
 def test_usm_sharpen_adds_high_frequencies(face128):
-    soft = D.apply_kernel(face128, D.gaussian_kernel(21, 1.5))
-    assert _high_freq_energy(D.usm_sharpen(soft)) > 1.2 * _high_freq_energy(soft)
+    soft = _u8(D.apply_kernel, face128, D.gaussian_kernel(21, 1.5))
+    assert _high_freq_energy(_u8(D.usm_sharpen, soft)) > 1.2 * _high_freq_energy(soft)
 
 
 def test_resize_sizes_and_modes(face64):
@@ -708,6 +738,8 @@ def test_resize_sizes_and_modes(face64):
     for mode in D.RESIZE_MODES:
         assert D.resize(face64, scale=1.5, mode=mode).shape == (96, 96, 3)
     assert np.array_equal(D.resize(face64, size=(64, 64), mode="nearest"), face64)
+    x = D.to_float(face64)
+    assert D.resize(x, scale=0.5).dtype == np.float32 and D.resize(x, size=(20, 48)).shape == (20, 48, 3)
     with pytest.raises(ValueError, match="bicubic"):
         D.resize(face64, scale=2, mode="cubic")
     with pytest.raises(ValueError, match="exactly one"):
@@ -715,21 +747,22 @@ def test_resize_sizes_and_modes(face64):
 
 
 def test_color_shift_and_jitter(face64):
-    out = D.color_shift(_gray_image(128, 8), (10, 0, -10))
+    out = _u8(D.color_shift, _gray_image(128, 8), (10, 0, -10))
     assert out[..., 0].mean() == 138 and out[..., 1].mean() == 128 and out[..., 2].mean() == 118
-    a, pa = D.color_jitter(face64, np.random.default_rng(4), (0.5, 1.5), (0.5, 1.5), (0, 1.5), (-0.1, 0.1))
-    b, pb = D.color_jitter(face64, np.random.default_rng(4), (0.5, 1.5), (0.5, 1.5), (0, 1.5), (-0.1, 0.1))
-    assert np.array_equal(a, b) and pa == pb and sorted(pa["order"]) == sorted(D._COLOR_FNS)
+    x = D.to_float(face64)
+    a, pa = D.color_jitter(x, np.random.default_rng(4), (0.5, 1.5), (0.5, 1.5), (0, 1.5), (-0.1, 0.1))
+    b, pb = D.color_jitter(x, np.random.default_rng(4), (0.5, 1.5), (0.5, 1.5), (0, 1.5), (-0.1, 0.1))
+    assert np.array_equal(a, b) and pa == pb and sorted(pa["order"]) == sorted(D.COLOR_ADJUSTMENTS)
     assert np.array_equal(
-        a, D.adjust_color(face64, pa["brightness"], pa["contrast"], pa["saturation"], pa["hue"], pa["order"])
+        a, D.adjust_color(x, pa["brightness"], pa["contrast"], pa["saturation"], pa["hue"], pa["order"])
     )
     # identity factors leave the image (almost) unchanged; saturation 0 gives gray; brightness 0 gives black
-    same = D.adjust_color(face64, brightness=1.0, contrast=1.0, saturation=1.0, hue=0.0)
+    same = _u8(D.adjust_color, face64, brightness=1.0, contrast=1.0, saturation=1.0, hue=0.0)
     assert np.abs(same.astype(int) - face64).max() <= 1
-    gray = D.adjust_color(face64, saturation=0.0)
+    gray = _u8(D.adjust_color, face64, saturation=0.0)
     assert np.abs(gray[..., 0].astype(int) - gray[..., 2]).max() <= 1
-    assert D.adjust_color(face64, brightness=0.0).max() == 0
-    _, none = D.color_jitter(face64, np.random.default_rng(0), None, (0.9, 1.1), None, None)
+    assert D.adjust_color(x, brightness=0.0).max() == 0
+    _, none = D.color_jitter(x, np.random.default_rng(0), None, (0.9, 1.1), None, None)
     assert none["brightness"] is None and 0.9 <= none["contrast"] <= 1.1
 
 
@@ -751,9 +784,17 @@ OPS = [
 
 @pytest.mark.parametrize("name, op", OPS, ids=[o[0] for o in OPS])
 def test_ops_preserve_dtype_and_shape(face128, name, op):
-    hq = np.ascontiguousarray(face128[:100, :90])
+    hq = D.to_float(np.ascontiguousarray(face128[:100, :90]))
     out = op(hq)
-    assert out.dtype == np.uint8 and out.shape == hq.shape
+    assert out.dtype == np.float32 and out.shape == hq.shape
+    if name not in ("apply_kernel", "resize_same", "usm_sharpen"):  # the ops that clip
+        assert 0.0 <= out.min() and out.max() <= 1.0
+
+
+def test_uint8_conversion_round_trips(face64):
+    x = D.to_float(face64)
+    assert x.dtype == np.float32 and 0.0 <= x.min() and x.max() <= 1.0
+    assert np.array_equal(to_uint8(x), face64)
 
 
 # --------------------------------------------------------------------------
@@ -772,17 +813,42 @@ BAD_IMAGES = [
 
 @pytest.mark.parametrize("bad, match", BAD_IMAGES, ids=["float32", "uint16", "2d", "rgba", "empty", "list"])
 def test_bad_images_raise_value_error(bad, match):
+    """The pipeline takes uint8 RGB."""
     rng = np.random.default_rng(0)
     calls = [
         lambda: D.degrade(bad, rng, "gfpgan"),
         lambda: D.degrade_from_params(bad, D.sample_params(np.random.default_rng(0), "gfpgan")),
+        lambda: D.to_float(bad),
+    ]
+    for call in calls:
+        with pytest.raises(ValueError, match=match):
+            call()
+
+
+BAD_FLOAT_IMAGES = [
+    (np.zeros((16, 16, 3), np.uint8), "float32"),
+    (np.zeros((16, 16, 3), np.float64), "float32"),
+    (np.zeros((16, 16), np.float32), "shape"),
+    (np.zeros((16, 16, 4), np.float32), "shape"),
+    (np.zeros((0, 16, 3), np.float32), "empty"),
+    ([[0, 0, 0]], "numpy"),
+]
+
+
+@pytest.mark.parametrize("bad, match", BAD_FLOAT_IMAGES, ids=["uint8", "float64", "2d", "rgba", "empty", "list"])
+def test_bad_images_for_ops_raise_value_error(bad, match):
+    """The ops take float32 RGB in [0, 1]."""
+    rng = np.random.default_rng(0)
+    calls = [
         lambda: D.apply_kernel(bad, D.gaussian_kernel(3, 1.0)),
-        lambda: D.resize(bad, scale=2),
         lambda: D.add_gaussian_noise(bad, rng, 5),
         lambda: D.add_poisson_noise(bad, rng, 1),
         lambda: D.jpeg(bad, 50),
         lambda: D.to_gray(bad),
+        lambda: D.color_shift(bad, (1, 2, 3)),
+        lambda: D.adjust_color(bad, brightness=1.1),
         lambda: D.color_jitter(bad, rng, (0.5, 1.5), None, None, None),
+        lambda: D.usm_sharpen(bad),
     ]
     for call in calls:
         with pytest.raises(ValueError, match=match):
@@ -794,7 +860,7 @@ def test_rng_must_be_a_generator(face64):
         with pytest.raises(ValueError, match="default_rng"):
             D.degrade(face64, bad, "gfpgan")
         with pytest.raises(ValueError, match="default_rng"):
-            D.add_gaussian_noise(face64, bad, 5)
+            D.add_gaussian_noise(D.to_float(face64), bad, 5)
 
 
 def test_bad_params_are_refused(face64):
@@ -811,9 +877,9 @@ def test_bad_params_are_refused(face64):
 
 def test_apply_kernel_checks_the_kernel(face64):
     with pytest.raises(ValueError, match="kernel"):
-        D.apply_kernel(face64, np.ones((4, 4), np.float32) / 16)
+        D.apply_kernel(D.to_float(face64), np.ones((4, 4), np.float32) / 16)
     with pytest.raises(ValueError, match="kernel"):
-        D.apply_kernel(face64, np.ones((3, 3), np.int64))
+        D.apply_kernel(D.to_float(face64), np.ones((3, 3), np.int64))
 
 
 def test_import_is_light():

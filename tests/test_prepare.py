@@ -18,6 +18,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from authface import io
+from authface.cli import prepare as cli_prepare
+from authface.data import dedupe, manifest
 from authface.data import prepare as prep
 from authface.face import face_template
 
@@ -44,7 +47,7 @@ def _save(path: Path, rgb: np.ndarray, **kw) -> None:
 
 def _run(argv: list[str]) -> tuple[int, str]:
     parser = argparse.ArgumentParser(prog="authface")
-    prep.add_prepare_parser(parser.add_subparsers(dest="command", required=True))
+    cli_prepare.add_parser(parser.add_subparsers(dest="command", required=True))
     args = parser.parse_args(["prepare", *argv])
     err = _io.StringIO()
     with contextlib.redirect_stderr(err):
@@ -137,7 +140,7 @@ def test_first_run_exit_code_and_report_lines(prepared, source_dir):
     for name in ("corrupt.jpg", "notes.jpg", "coffee.jpg", "tiny.png", "astronaut_copy.png"):
         assert sum(name in line for line in err.splitlines()) == 1, (name, err)
     assert "2 face(s) kept" in err and "2 unreadable, 1 no_face, 1 too_small, 3 duplicate" in err
-    assert (ds / prep.CONFIG_NAME).is_file()
+    assert (ds / manifest.CONFIG_NAME).is_file()
 
 
 def test_manifest_records(prepared):
@@ -146,7 +149,7 @@ def test_manifest_records(prepared):
     assert [r["id"] for r in records] == [ASTRONAUT_ID, FLIPPED_ID]
     template = face_template(CROP)
     for r in records:
-        assert set(prep.MANIFEST_KEYS) <= set(r)
+        assert set(manifest.MANIFEST_KEYS) <= set(r)
         assert r["file"] == f"faces/{r['id']}.png" and Path(r["path"]).is_file()
         with Image.open(r["path"]) as im:
             assert im.format == "PNG" and im.size == (CROP, CROP) and im.mode == "RGB"
@@ -176,7 +179,7 @@ def test_manifest_records(prepared):
 
 def test_rejected_reasons(prepared, source_dir):
     ds, _, _ = prepared
-    rejected = _jsonl(ds / prep.REJECTED_NAME)
+    rejected = _jsonl(ds / manifest.REJECTED_NAME)
     reasons = {r["source_rel"]: r["reason"] for r in rejected}
     assert reasons == {
         "corrupt.jpg": "unreadable",
@@ -198,14 +201,14 @@ def test_rejected_reasons(prepared, source_dir):
 
 def test_dataset_card_and_histogram(prepared):
     ds, _, _ = prepared
-    card = (ds / prep.CARD_NAME).read_text()
+    card = (ds / manifest.CARD_NAME).read_text()
     assert "**2 faces** kept" in card
     for reason, n in (("unreadable", 2), ("no_face", 1), ("too_small", 1), ("duplicate", 3)):
         assert f"| {reason} | {n} |" in card
-    assert "| sharpness | score |" in card and prep.HIST_NAME in card and '"crop_size": 256' in card
-    with Image.open(ds / prep.HIST_NAME) as im:
+    assert "| sharpness | score |" in card and manifest.HIST_NAME in card and '"crop_size": 256' in card
+    with Image.open(ds / manifest.HIST_NAME) as im:
         assert im.format == "PNG" and im.size[0] >= 320
-    config = json.loads((ds / prep.CONFIG_NAME).read_text())
+    config = json.loads((ds / manifest.CONFIG_NAME).read_text())
     assert config["crop_size"] == CROP and config["primary_quality"] == "sharpness" and len(config["runs"]) == 1
 
 
@@ -216,31 +219,31 @@ def test_rerun_adds_nothing_then_only_new_photos(prepared, source_dir, astronaut
     src = tmp_path / "photos"
     shutil.copytree(source_dir, src)
     # the sources are the same files: point the copied records at the copied folder
-    for name in (prep.MANIFEST_NAME, prep.REJECTED_NAME):
+    for name in (manifest.MANIFEST_NAME, manifest.REJECTED_NAME):
         text = (ds / name).read_text().replace(json.dumps(str(source_dir))[1:-1], json.dumps(str(src))[1:-1])
         (ds / name).write_text(text)
-    before = {n: (ds / n).read_bytes() for n in (prep.MANIFEST_NAME, prep.REJECTED_NAME)}
+    before = {n: (ds / n).read_bytes() for n in (manifest.MANIFEST_NAME, manifest.REJECTED_NAME)}
 
     rc, err = _run([str(src), "-o", str(ds), "--crop-size", str(CROP)])
     assert rc == 0, err
     assert "0 processed, 9 already in the dataset" in err
     assert shared_detector == []  # nothing new: the detector is not even built
     assert {n: (ds / n).read_bytes() for n in before} == before
-    assert len(json.loads((ds / prep.CONFIG_NAME).read_text())["runs"]) == 2
+    assert len(json.loads((ds / manifest.CONFIG_NAME).read_text())["runs"]) == 2
 
     _save(src / "side_lit.png", _side_lit(astronaut_rgb))  # a new photo of a new-looking face: kept
     _save(src / "blurred.png", cv2.GaussianBlur(astronaut_rgb, (0, 0), 1.5))  # near-duplicate of a kept face
     rc, err = _run([str(src), "-o", str(ds), "--crop-size", str(CROP), "--caption-template", "a photo of a face"])
     assert rc == 0, err
     assert "2 processed, 9 already in the dataset" in err
-    manifest, rejected = _jsonl(ds / prep.MANIFEST_NAME), _jsonl(ds / prep.REJECTED_NAME)
-    assert [r["id"] for r in manifest] == [ASTRONAUT_ID, FLIPPED_ID, "side_lit_png_f0"]
-    assert manifest[-1]["caption"] == "a photo of a face"
+    kept, rejected = _jsonl(ds / manifest.MANIFEST_NAME), _jsonl(ds / manifest.REJECTED_NAME)
+    assert [r["id"] for r in kept] == [ASTRONAUT_ID, FLIPPED_ID, "side_lit_png_f0"]
+    assert kept[-1]["caption"] == "a photo of a face"
     assert len(rejected) == 8
     assert rejected[-1]["source_rel"] == "blurred.png" and rejected[-1]["reason"] == "duplicate"
     assert rejected[-1]["duplicate_of"] == ASTRONAUT_ID  # deduplicated against the earlier run's faces
     assert len(prep.read_manifest(ds)) == 3
-    assert "**3 faces** kept" in (ds / prep.CARD_NAME).read_text()
+    assert "**3 faces** kept" in (ds / manifest.CARD_NAME).read_text()
 
 
 # ------------------------------------------------------------------------------------------------ usage errors
@@ -290,7 +293,7 @@ def test_read_manifest_reports_every_bad_record_with_its_line(tmp_path):
         _record("../x.png"),  # 3
         _record("faces/high.png", quality_score=1.5),  # 4
     ]
-    (ds / prep.MANIFEST_NAME).write_text("".join(json.dumps(r) + "\n" for r in lines))
+    (ds / manifest.MANIFEST_NAME).write_text("".join(json.dumps(r) + "\n" for r in lines))
     with pytest.raises(prep.ManifestError) as exc:
         prep.read_manifest(ds)
     problems = dict(exc.value.problems)
@@ -300,17 +303,17 @@ def test_read_manifest_reports_every_bad_record_with_its_line(tmp_path):
     assert "quality_score 1.5" in problems[4] and "[0, 1]" in problems[4]
     msg = str(exc.value)
     for n in (2, 3, 4):
-        assert f"{prep.MANIFEST_NAME}:{n}:" in msg
+        assert f"{manifest.MANIFEST_NAME}:{n}:" in msg
 
     good = _record("faces/good.png")
     del good["phash"]
-    (ds / prep.MANIFEST_NAME).write_text(json.dumps(good) + "\n{truncated\n")
+    (ds / manifest.MANIFEST_NAME).write_text(json.dumps(good) + "\n{truncated\n")
     with pytest.raises(prep.ManifestError) as exc:
         prep.read_manifest(ds)
     problems = dict(exc.value.problems)
     assert "phash" in problems[1] and "not valid JSON" in problems[2]
 
-    (ds / prep.MANIFEST_NAME).write_text(json.dumps(_record("faces/good.png")) + "\n")
+    (ds / manifest.MANIFEST_NAME).write_text(json.dumps(_record("faces/good.png")) + "\n")
     (records,) = [prep.read_manifest(ds)]
     assert len(records) == 1 and records[0]["path"] == str((ds / "faces" / "good.png").resolve())
 
@@ -319,30 +322,49 @@ def test_read_manifest_reports_every_bad_record_with_its_line(tmp_path):
 
 
 def test_face_id_is_filesystem_safe_and_deterministic():
-    assert prep.face_id("sub/IMG 1.jpg", 0) == "sub__IMG_1_jpg_f0"
-    fid = prep.face_id("../../etc/passwd", 2)
+    assert manifest.face_id("sub/IMG 1.jpg", 0) == "sub__IMG_1_jpg_f0"
+    fid = manifest.face_id("../../etc/passwd", 2)
     assert "/" not in fid and ".." not in fid and not fid.startswith(".")
-    long = prep.face_id("a" * 300 + ".png", 1)
-    assert len(long) < 110 and long == prep.face_id("a" * 300 + ".png", 1)
-    assert long != prep.face_id("a" * 299 + "b.png", 1)
+    long = manifest.face_id("a" * 300 + ".png", 1)
+    assert len(long) < 110 and long == manifest.face_id("a" * 300 + ".png", 1)
+    assert long != manifest.face_id("a" * 299 + "b.png", 1)
 
 
 def test_hamming_distances_and_phash(astronaut_rgb):
     hashes = np.array([0, 0xFF, 2**64 - 1], dtype=np.uint64)
-    assert prep.hamming_distances(hashes, 0).tolist() == [0, 8, 64]
-    h1 = prep.phash(astronaut_rgb)
-    h2 = prep.phash(np.clip(astronaut_rgb.astype(int) + 10, 0, 255).astype(np.uint8))
-    h3 = prep.phash(astronaut_rgb[:, ::-1])
-    d = prep.hamming_distances(np.array([int(h1, 16)], dtype=np.uint64), int(h2, 16))[0]
+    assert dedupe.hamming_distances(hashes, 0).tolist() == [0, 8, 64]
+    h1 = dedupe.phash(astronaut_rgb)
+    h2 = dedupe.phash(np.clip(astronaut_rgb.astype(int) + 10, 0, 255).astype(np.uint8))
+    h3 = dedupe.phash(astronaut_rgb[:, ::-1])
+    d = dedupe.hamming_distances(np.array([int(h1, 16)], dtype=np.uint64), int(h2, 16))[0]
     assert d <= 4
-    assert prep.hamming_distances(np.array([int(h1, 16)], dtype=np.uint64), int(h3, 16))[0] > 12
+    assert dedupe.hamming_distances(np.array([int(h1, 16)], dtype=np.uint64), int(h3, 16))[0] > 12
 
 
 def test_repair_tail_drops_a_partial_line(tmp_path):
     path = tmp_path / "m.jsonl"
     path.write_text('{"a": 1}\n{"b": ')
-    prep._repair_tail(path)
+    io.repair_jsonl_tail(path)
     assert path.read_text() == '{"a": 1}\n'
     path.write_text('{"a": 1}\n{"b": 2}')  # complete, only its newline missing (an editor): kept
-    prep._repair_tail(path)
+    io.repair_jsonl_tail(path)
     assert path.read_text() == '{"a": 1}\n{"b": 2}\n'
+
+
+def test_settings_are_a_config_of_the_config_mechanism(tmp_path):
+    from authface.config import ConfigError, load_config
+
+    settings = load_config(prep.PrepareSettings, None, ["crop_size=256", "detector=yunet", "quality=sharpness,niqe"])
+    assert (settings.crop_size, settings.detector, settings.quality) == (256, "yunet", ["sharpness", "niqe"])
+    with pytest.raises(ConfigError, match="dlib-mmod"):  # a Literal choice, with a suggestion
+        load_config(prep.PrepareSettings, None, ["detector=dlib-mod"])
+    with pytest.raises(prep.PrepareError, match="--crop-size"):  # validate(): a range check, naming the option
+        load_config(prep.PrepareSettings, None, ["crop_size=32"])
+    with pytest.raises(prep.PrepareError, match="--detector"):
+        prep.PrepareSettings(detector="dlib-hog").validate()
+
+
+def test_usage_error_for_an_unknown_detector_exits_2(tmp_path, source_dir):
+    with pytest.raises(SystemExit) as exc, contextlib.redirect_stderr(_io.StringIO()):
+        _run([str(source_dir), "-o", str(tmp_path / "ds"), "--detector", "hog"])
+    assert exc.value.code == 2

@@ -2,8 +2,11 @@
 
 * :mod:`authface.data.degradations`: synthesise low-quality faces from clean aligned faces (GFPGAN,
   CodeFormer and Real-ESRGAN pipelines), reproducibly from an explicit ``numpy.random.Generator``.
-* :mod:`authface.data.prepare`: ``authface prepare`` (photos -> aligned, deduplicated, scored faces + manifest)
-  and ``read_manifest``.
+* :mod:`authface.data.prepare`: the library side of ``authface prepare`` (photos -> aligned, deduplicated, scored
+  faces + manifest), with its settings (:mod:`.prepare_settings`), captions (:mod:`.captions`), near-duplicate
+  index (:mod:`.dedupe`) and dataset card (:mod:`.card`).
+* :mod:`authface.data.manifest`: the dataset folder's files and ``read_manifest`` (what training reads).
+* :mod:`authface.data.dataset`: manifest records -> training samples (HQ, synthetic LQ, quality, caption, boxes).
 
 Nothing is imported at import time: the names below load their module when first used.
 """
@@ -19,9 +22,11 @@ _LAZY = {
     "degrade_from_params": "authface.data.degradations",
     "get_preset": "authface.data.degradations",
     "sample_params": "authface.data.degradations",
-    "ManifestError": "authface.data.prepare",
+    "ManifestError": "authface.data.manifest",
+    "read_manifest": "authface.data.manifest",
+    "PrepareError": "authface.data.prepare_settings",
+    "PrepareSettings": "authface.data.prepare_settings",
     "prepare_dataset": "authface.data.prepare",
-    "read_manifest": "authface.data.prepare",
 }
 
 __all__ = list(_LAZY)

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from .. import io
-from .degradations import DegradationConfig, degrade, get_preset
+from .degradations import DegradationConfig, degrade, resolve_config
 
 
 class FaceRestorationDataset(torch.utils.data.Dataset):
@@ -37,7 +37,7 @@ class FaceRestorationDataset(torch.utils.data.Dataset):
             raise ValueError("the dataset has no faces; run `authface prepare PHOTOS -o DATASET` first")
         self.records = list(records)
         self.resolution = resolution
-        self.degradation = get_preset(degradation) if isinstance(degradation, str) else degradation
+        self.degradation = resolve_config(degradation)
         self.seed, self.epoch = seed, 0
         self.regions = tuple(regions)
         self.default_caption = default_caption
