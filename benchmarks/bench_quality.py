@@ -6,10 +6,10 @@
 
 DATA_DIR is a folder like the shared evaluation material: its ``hq/`` sub-folder (clean aligned faces, any depth;
 the top-level sub-folders become subsets) is degraded with each ``--presets`` preset (default gfpgan and codeformer)
-at ``--seed`` (default 0) by :func:`authface.eval.commands.build_benchmark` (the library side of ``authface
+at ``--seed`` (default 0) by :func:`authface.data.benchmark.build_benchmark` (the library side of ``authface
 degrade``). ``--limit N`` takes N images, spread evenly over the sub-folders (sorted, round-robin), for speed.
 
-Every benchmark is then evaluated (:func:`authface.eval.metrics.evaluate`) with the baselines ``lq``, ``bicubic`` and
+Every benchmark is then evaluated (:func:`authface.eval.evaluate`) with the baselines ``lq``, ``bicubic`` and
 ``lanczos`` (LQ at GT size: area-reduced x4 and enlarged again), the GT row (no-reference metrics of the GT: their
 ceiling), and every ``--model`` run through ``authface restore LQ_DIR -o OUT --aligned --model M --ext png`` (extra
 restore flags with ``--restore-args``). Reports (Markdown, CSV, HTML gallery, plots) go to ``--work`` (default: a new
@@ -109,8 +109,9 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
 
     from authface import io
-    from authface.eval.commands import build_benchmark
-    from authface.eval.metrics import MetricOptions, evaluate
+    from authface.data.benchmark import build_benchmark
+    from authface.eval.evaluate import evaluate
+    from authface.eval.registry import MetricOptions
     from authface.eval.report import metric_lines, summary_table, throughput_table, write_report
 
     hq = Path(args.data_dir).expanduser() / "hq"

@@ -14,9 +14,21 @@ import numpy as np
 import pytest
 
 from authface import io
-from authface.eval import metrics as M
-from authface.eval import report as R
-from authface.eval.commands import add_degrade_parser, add_eval_parser, build_benchmark
+from authface.cli import degrade as degrade_cli
+from authface.cli import evaluate as eval_cli
+from authface.data.benchmark import build_benchmark, degradation_factors
+from authface.eval.baselines import make_baseline
+from authface.eval.common import have_module
+from authface.eval.evaluate import evaluate
+from authface.eval.face_metrics import IdentityMetric, LandmarkMetric, landmark_distance
+from authface.eval.fid import frechet_distance, kernel_inception_distance
+from authface.eval.fr import PSNR_CAP_DB, psnr, ssim
+from authface.eval.lpips import LPIPSNet, load_lpips
+from authface.eval.nr import ntire2025_score
+from authface.eval.pairing import EvalInputError, PairingError, pair_folders
+from authface.eval.registry import MetricOptions, build_metrics
+from authface.eval.report import write_report
+from authface.imaging import rgb_to_y
 
 # dlib's HOG detector + 68-point predictor on skimage's astronaut (DlibDetector, upsample 0), hard-coded so the
 # tests do not pay for detection: image-left eye, image-right eye, nose tip, mouth corners.
@@ -44,8 +56,8 @@ def faces128(face512) -> list[np.ndarray]:
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="authface")
     sub = p.add_subparsers(dest="command", required=True)
-    add_degrade_parser(sub)
-    add_eval_parser(sub)
+    degrade_cli.add_parser(sub)
+    eval_cli.add_parser(sub)
     return p
 
 
@@ -81,10 +93,10 @@ def _bsr_ssim(a: np.ndarray, b: np.ndarray) -> float:
 def test_identical_images_psnr_capped_ssim_one(backend, astronaut):
     pytest.importorskip(backend)
     x = astronaut[:96, :96]
-    assert M.psnr(x, x, backend=backend)[0] == M.PSNR_CAP_DB
-    assert M.psnr(x, x, backend=backend, cap=None)[0] == np.inf
-    assert M.ssim(x, x, backend=backend)[0] == pytest.approx(1.0, abs=1e-6)
-    assert M.ssim(x, x, backend=backend, y_channel=True)[0] == pytest.approx(1.0, abs=1e-6)
+    assert psnr(x, x, backend=backend)[0] == PSNR_CAP_DB
+    assert psnr(x, x, backend=backend, cap=None)[0] == np.inf
+    assert ssim(x, x, backend=backend)[0] == pytest.approx(1.0, abs=1e-6)
+    assert ssim(x, x, backend=backend, y_channel=True)[0] == pytest.approx(1.0, abs=1e-6)
 
 
 @pytest.mark.parametrize("sigma", [5.0, 10.0, 20.0])
@@ -95,8 +107,8 @@ def test_psnr_of_known_gaussian_noise(sigma, astronaut):
     noise = np.random.default_rng(0).normal(0.0, sigma, mid.shape)
     noisy = np.clip(np.round(mid + noise), 0, 255).astype(np.uint8)
     expected = 20 * np.log10(255 / sigma)
-    for backend in [b for b in ("torchmetrics", "skimage") if M._have(b)]:
-        assert abs(M.psnr(noisy, mid, backend=backend)[0] - expected) < 0.2
+    for backend in [b for b in ("torchmetrics", "skimage") if have_module(b)]:
+        assert abs(psnr(noisy, mid, backend=backend)[0] - expected) < 0.2
 
 
 def test_backends_agree_with_each_other_and_basicsr(astronaut):
@@ -109,26 +121,26 @@ def test_backends_agree_with_each_other_and_basicsr(astronaut):
     batch_p, batch_t = np.stack([noisy, blurred]), np.stack([ref, ref])
     for y in (False, True):
         for border in (0, 4):
-            p_tm = M.psnr(batch_p, batch_t, y_channel=y, crop_border=border, backend="torchmetrics")
-            p_sk = M.psnr(batch_p, batch_t, y_channel=y, crop_border=border, backend="skimage")
+            p_tm = psnr(batch_p, batch_t, y_channel=y, crop_border=border, backend="torchmetrics")
+            p_sk = psnr(batch_p, batch_t, y_channel=y, crop_border=border, backend="skimage")
             np.testing.assert_allclose(p_tm, p_sk, atol=1e-9)
-            s_tm = M.ssim(batch_p, batch_t, y_channel=y, crop_border=border, backend="torchmetrics")
-            s_sk = M.ssim(batch_p, batch_t, y_channel=y, crop_border=border, backend="skimage")
+            s_tm = ssim(batch_p, batch_t, y_channel=y, crop_border=border, backend="torchmetrics")
+            s_sk = ssim(batch_p, batch_t, y_channel=y, crop_border=border, backend="skimage")
             np.testing.assert_allclose(s_tm, s_sk, atol=1e-4)
     # SSIM known answer: BasicSR's cv2 implementation (valid area, channel mean)
-    assert M.ssim(noisy, ref, backend="skimage")[0] == pytest.approx(_bsr_ssim(noisy, ref), abs=1e-9)
+    assert ssim(noisy, ref, backend="skimage")[0] == pytest.approx(_bsr_ssim(noisy, ref), abs=1e-9)
     # PSNR known answer: 10 log10(255^2 / MSE)
     mse = np.mean((noisy.astype(np.float64) - ref) ** 2)
-    assert M.psnr(noisy, ref)[0] == pytest.approx(10 * np.log10(255**2 / mse), abs=1e-9)
+    assert psnr(noisy, ref)[0] == pytest.approx(10 * np.log10(255**2 / mse), abs=1e-9)
     # BasicSR's Y: 16 for black, 235 for white
-    np.testing.assert_allclose(M.rgb_to_y(np.array([[0, 0, 0], [255, 255, 255]])), [16.0, 235.0])
+    np.testing.assert_allclose(rgb_to_y(np.array([[0, 0, 0], [255, 255, 255]])), [16.0, 235.0])
 
 
 # ----------------------------------------------------------------------------------------------- identity / LMD
 
 
 def test_deg_grows_with_rotation_dlib_judge(face512):
-    judge = M.IdentityMetric("dlib")
+    judge = IdentityMetric("dlib")
 
     def rot(a):
         m = cv2.getRotationMatrix2D((255.5, 255.5), a, 1.0)
@@ -144,9 +156,9 @@ def test_deg_grows_with_rotation_dlib_judge(face512):
 
 def test_landmark_distance_equals_the_shift(face512):
     pts = np.random.default_rng(0).integers(0, 512, (2, 68, 2)).astype(np.float64)  # dlib: integer pixels
-    assert M.landmark_distance(pts, pts + np.array([3.0, 4.0])).tolist() == [5.0, 5.0]
-    assert M.landmark_distance(pts[0], pts[0] - np.array([6.0, 8.0]))[0] == 10.0
-    lmd = M.LandmarkMetric(points=5)
+    assert landmark_distance(pts, pts + np.array([3.0, 4.0])).tolist() == [5.0, 5.0]
+    assert landmark_distance(pts[0], pts[0] - np.array([6.0, 8.0]))[0] == 10.0
+    lmd = LandmarkMetric(points=5)
     same = lmd.compute([face512], lmd.target([face512]))["LMD"]
     assert same[0] == 0.0
     assert lmd.landmarks([face512]).shape == (1, 5, 2)
@@ -159,7 +171,7 @@ def test_lpips_glue_loads_lpips_and_torchvision_layouts(tmp_path, astronaut):
     import torch
 
     torch.manual_seed(0)
-    net = M.LPIPSNet("alex")
+    net = LPIPSNet("alex")
     for lin in net.lins:
         torch.nn.init.uniform_(lin.weight, 0.0, 1.0)
     heads = {f"lin{i}.model.1.weight": lin.weight.detach().clone() for i, lin in enumerate(net.lins)}
@@ -174,31 +186,31 @@ def test_lpips_glue_loads_lpips_and_torchvision_layouts(tmp_path, astronaut):
     torch.save(full, tmp_path / "lpips_full.pth")
     a = io.numpy_to_tensor(astronaut[:64, :64])
     b = io.numpy_to_tensor(np.clip(astronaut[:64, :64].astype(int) + 40, 0, 255).astype(np.uint8))
-    m1 = M.load_lpips(tmp_path / "alex.pth", tmp_path / "alexnet.pth")
-    m2 = M.load_lpips(tmp_path / "lpips_full.pth")
+    m1 = load_lpips(tmp_path / "alex.pth", tmp_path / "alexnet.pth")
+    m2 = load_lpips(tmp_path / "lpips_full.pth")
     with torch.no_grad():
         assert m1(a, a).item() == pytest.approx(0.0, abs=1e-7)
         d1, d2, ref = m1(a, b).item(), m2(a, b).item(), net(a, b).item()
     assert d1 > 0 and d1 == pytest.approx(d2) and d1 == pytest.approx(ref)
     with pytest.raises(ValueError, match="backbone"):
-        M.load_lpips(tmp_path / "alex.pth")
+        load_lpips(tmp_path / "alex.pth")
 
 
 def test_frechet_distance_and_kid_known_answers():
     mu1, mu2 = np.array([0.0, 1.0]), np.array([3.0, 5.0])
     s1, s2 = np.diag([1.0, 4.0]), np.diag([9.0, 16.0])
     # diagonal: |mu1 - mu2|^2 + sum (sqrt(a) - sqrt(b))^2
-    assert M.frechet_distance(mu1, s1, mu2, s2) == pytest.approx(25.0 + 4.0 + 4.0)
-    assert M.frechet_distance(mu1, s1, mu1, s1) == pytest.approx(0.0, abs=1e-9)
+    assert frechet_distance(mu1, s1, mu2, s2) == pytest.approx(25.0 + 4.0 + 4.0)
+    assert frechet_distance(mu1, s1, mu1, s1) == pytest.approx(0.0, abs=1e-9)
     rng = np.random.default_rng(0)
     f, g = rng.normal(size=(300, 8)), rng.normal(size=(300, 8))  # two samples of one distribution
     same, shifted = (
-        M.kernel_inception_distance(f, g, num_subsets=10),
-        M.kernel_inception_distance(f, g + 1.0, num_subsets=10),
+        kernel_inception_distance(f, g, num_subsets=10),
+        kernel_inception_distance(f, g + 1.0, num_subsets=10),
     )
     assert abs(same) < shifted / 20 and shifted > 0.5
-    assert M.ntire2025_score(1.0, 1.0, 100.0, 5.0, 0.0, 0.0) == pytest.approx(6.0)
-    assert M.ntire2025_score(0.5, 0.4, 60.0, 3.0, 12.0, 150.0) == pytest.approx(0.5 + 0.4 + 0.6 + 0.6)
+    assert ntire2025_score(1.0, 1.0, 100.0, 5.0, 0.0, 0.0) == pytest.approx(6.0)
+    assert ntire2025_score(0.5, 0.4, 60.0, 3.0, 12.0, 150.0) == pytest.approx(0.5 + 0.4 + 0.6 + 0.6)
 
 
 def _random_lpips_file(path) -> None:
@@ -206,7 +218,7 @@ def _random_lpips_file(path) -> None:
     import torch
 
     torch.manual_seed(1)
-    net = M.LPIPSNet("alex")
+    net = LPIPSNet("alex")
     sd = {f"lin{i}.model.1.weight": lin.weight.detach().abs() for i, lin in enumerate(net.lins)}
     for k, v in net.features.state_dict().items():
         sd[f"net.slice{sum(int(k.split('.')[0]) > t for t in (1, 4, 7, 9, 11)) + 1}.{k}"] = v
@@ -275,7 +287,7 @@ def test_degrade_is_deterministic_and_records_every_parameter(tmp_path, hq_dir):
     assert _files(tmp_path / "b3")["lq/c.png"] != f1["lq/c.png"] and not r3.failed
     sub = build_benchmark([(hq_dir / "c.png", "c.png")], tmp_path / "b4", preset="gfpgan", seed=3)
     assert sub.made == ["c.png"] and _files(tmp_path / "b4")["lq/c.png"] == f1["lq/c.png"]
-    assert M.degradation_factors(images[0]["params"])["scale"] == images[0]["params"]["downsample"]["scale"]
+    assert degradation_factors(images[0]["params"])["scale"] == images[0]["params"]["downsample"]["scale"]
 
 
 def test_degrade_cli_reports_bad_files_and_never_overwrites(tmp_path, hq_dir, capsys):
@@ -318,8 +330,8 @@ def test_evaluate_end_to_end_and_report_files(tmp_path, bench):
     inc = tmp_path / "inc.pt"
     _tiny_inception(inc)
     _random_lpips_file(tmp_path / "lpips.pth")
-    opts = M.MetricOptions(fid_inception=str(inc), lpips_weights=str(tmp_path / "lpips.pth"))
-    res = M.evaluate(
+    opts = MetricOptions(fid_inception=str(inc), lpips_weights=str(tmp_path / "lpips.pth"))
+    res = evaluate(
         {"perfect": bench / "gt"}, gt=bench / "gt", lq=bench / "lq", baselines=["lq", "bicubic"],
         metrics=["psnr", "ssim", "ids", "lmd", "sharpness", "fid", "lpips", "niqe", "ntire2025"], options=opts,
         gt_row=True, batch_size=2,
@@ -327,7 +339,7 @@ def test_evaluate_end_to_end_and_report_files(tmp_path, bench):
     assert res.methods == ["perfect", "lq", "bicubic", "GT"]
     assert res.subsets == ["all", "set1"]
     perfect = [r for r in res.records if r["method"] == "perfect"]
-    assert len(perfect) == 3 and all(r["PSNR"] == M.PSNR_CAP_DB and r["LMD"] == 0.0 for r in perfect)
+    assert len(perfect) == 3 and all(r["PSNR"] == PSNR_CAP_DB and r["LMD"] == 0.0 for r in perfect)
     assert all(r["SSIM"] == pytest.approx(1.0) and r["IDS"] == pytest.approx(1.0) for r in perfect)
     assert all(r["LPIPS"] == pytest.approx(0.0, abs=1e-6) for r in perfect)
     assert all(r["LPIPS"] > 0 for r in res.records if r["method"] == "lq")
@@ -339,7 +351,7 @@ def test_evaluate_end_to_end_and_report_files(tmp_path, bench):
     assert {"NIQE", "NTIRE2025"} <= set(res.unavailable) and "LPIPS" not in res.unavailable
     assert "IDS/Deg" in {n for n in res.throughput} and res.throughput["PSNR"]["images_per_s"] > 0
 
-    files = R.write_report(res, tmp_path / "report", thumb_size=48)
+    files = write_report(res, tmp_path / "report", thumb_size=48)
     md = files["report.md"].read_text()
     assert md.startswith("# AuthFace evaluation report")
     for line in (
@@ -376,7 +388,7 @@ def test_evaluate_end_to_end_and_report_files(tmp_path, bench):
     assert len(list((tmp_path / "report" / "gallery").glob("*.jpg"))) == 3 * 5  # LQ, 3 methods, GT
     data = json.loads(files["report.json"].read_text())
     assert data["summary"] and data["unavailable"]["NIQE"]
-    if M._have("matplotlib"):
+    if have_module("matplotlib"):
         assert (tmp_path / "report" / "plots" / "psnr_vs_degradation.png").is_file()
         assert io.read_image(tmp_path / "report" / "plots" / "identity_vs_quality.png").rgb.shape[2] == 3
         assert "![psnr_vs_degradation](plots/psnr_vs_degradation.png)" in md
@@ -392,7 +404,7 @@ def test_eval_cli_prints_table_and_notes(tmp_path, bench, capsys):
     assert code == 0
     cap = capsys.readouterr()
     assert "| lanczos (baseline) | 3 |" in cap.out
-    if not M._have("pyiqa"):
+    if not have_module("pyiqa"):
         assert "MUSIQ unavailable: pyiqa is not installed" in cap.err
     assert (tmp_path / "r" / "report.md").is_file() and not (tmp_path / "r" / "gallery.html").exists()
 
@@ -410,18 +422,18 @@ def folders(tmp_path, faces128):
 
 def test_pairing_by_stem_and_missing_or_extra_files_are_named(folders, faces128):
     gt, pred = folders
-    assert M.pair_folders({"m": pred}, gt=gt).keys == ["a", "b", "c"]
+    assert pair_folders({"m": pred}, gt=gt).keys == ["a", "b", "c"]
     (pred / "c.jpg").unlink()
     io.write_image(pred / "zzz.png", faces128[0])
-    with pytest.raises(M.PairingError) as e:
-        M.pair_folders({"m": pred}, gt=gt)
+    with pytest.raises(PairingError) as e:
+        pair_folders({"m": pred}, gt=gt)
     msg = str(e.value)
     assert str(gt / "c.png") in msg and str(pred / "zzz.png") in msg and "--allow-missing" in msg
-    p = M.pair_folders({"m": pred}, gt=gt, allow_missing=True)
+    p = pair_folders({"m": pred}, gt=gt, allow_missing=True)
     assert p.keys == ["a", "b"] and any("c.png" in w for w in p.warnings)
     io.write_image(pred / "a.png", faces128[0])  # a.jpg and a.png: ambiguous
-    with pytest.raises(M.PairingError, match="a.jpg and .*a.png|a.png and .*a.jpg"):
-        M.pair_folders({"m": pred}, gt=gt, allow_missing=True)
+    with pytest.raises(PairingError, match="a.jpg and .*a.png|a.png and .*a.jpg"):
+        pair_folders({"m": pred}, gt=gt, allow_missing=True)
 
 
 def test_size_mismatch_and_non_images_are_named(folders, capsys):
@@ -429,8 +441,8 @@ def test_size_mismatch_and_non_images_are_named(folders, capsys):
     io.write_image(pred / "b.jpg", np.zeros((64, 64, 3), np.uint8))
     (pred / "c.jpg").write_bytes(b"<html>not an image</html>")
     (pred / "notes.txt").write_text("a log")
-    with pytest.raises(M.EvalInputError) as e:
-        M.evaluate({"m": pred}, gt=gt, metrics=["psnr"])
+    with pytest.raises(EvalInputError) as e:
+        evaluate({"m": pred}, gt=gt, metrics=["psnr"])
     msg = str(e.value)
     assert (
         str(pred / "b.jpg") in msg and "64x64" in msg and str(gt / "b.png") in msg and "--resize-pred" in msg
@@ -439,7 +451,7 @@ def test_size_mismatch_and_non_images_are_named(folders, capsys):
     assert _run(["eval", "--pred", f"m={pred}", "--gt", str(gt), "--metrics", "psnr"]) == 1
     assert str(pred / "b.jpg") in capsys.readouterr().err
     io.write_image(pred / "c.jpg", np.zeros((128, 128, 3), np.uint8))
-    res = M.evaluate({"m": pred}, gt=gt, metrics=["psnr"], resize_pred=True)
+    res = evaluate({"m": pred}, gt=gt, metrics=["psnr"], resize_pred=True)
     assert len(res.records) == 3 and any("resized" in w for w in res.warnings)
     assert any("notes.txt" in w for w in res.warnings)
 
@@ -449,11 +461,11 @@ def test_size_mismatch_and_non_images_are_named(folders, capsys):
 
 def test_baselines_and_hooks(tmp_path, monkeypatch, faces128):
     x = faces128[0]
-    assert M.make_baseline("lq").fn(x, (128, 128)) is x
-    assert M.make_baseline("lq").fn(x[:32, :32], (128, 128)).shape == (128, 128, 3)
-    bic = M.make_baseline("bicubic")
+    assert make_baseline("lq").fn(x, (128, 128)) is x
+    assert make_baseline("lq").fn(x[:32, :32], (128, 128)).shape == (128, 128, 3)
+    bic = make_baseline("bicubic")
     same = bic.fn(x, (128, 128))  # same size: down x4 and up again
-    assert same.shape == x.shape and 15 < M.psnr(same, x)[0] < 60
+    assert same.shape == x.shape and 15 < psnr(same, x)[0] < 60
     assert bic.fn(x[::4, ::4], (128, 128)).shape == (128, 128, 3)
     mod = tmp_path / "my_upsampler.py"
     mod.write_text(
@@ -464,32 +476,32 @@ def test_baselines_and_hooks(tmp_path, monkeypatch, faces128):
     """)
     )
     monkeypatch.syspath_prepend(str(tmp_path))
-    hook = M.make_baseline("py:my_upsampler:up")
+    hook = make_baseline("py:my_upsampler:up")
     assert hook.name == "up" and hook.fn(x, (64, 64)).shape == (64, 64, 3)
     with pytest.raises(ImportError):
-        M.make_baseline("py:no_such_module_here:up")
+        make_baseline("py:no_such_module_here:up")
     with pytest.raises(ValueError, match="unknown baseline"):
-        M.make_baseline("nearest-ish")
+        make_baseline("nearest-ish")
     sys.modules.pop("my_upsampler", None)
 
 
 def test_unavailable_metrics_are_notes_not_errors(tmp_path):
-    metrics, set_metrics, unavailable = M.build_metrics(
-        ["lpips", "fid", "kid", "niqe", "topiq_nr-face", "ntire2025", "psnr", "lmd"], M.MetricOptions(),
+    metrics, set_metrics, unavailable = build_metrics(
+        ["lpips", "fid", "kid", "niqe", "topiq_nr-face", "ntire2025", "psnr", "lmd"], MetricOptions(),
         have_gt=False, id_target=None,
     )  # fmt: skip
     assert metrics == [] and set_metrics == {}
     assert {"LPIPS", "FID", "KID", "NIQE", "NTIRE2025", "PSNR", "LMD"} <= set(unavailable)
     assert "CLIPIQA" in unavailable["NTIRE2025"] and "--gt" in unavailable["PSNR"]
     with pytest.raises(ValueError, match="judge"):
-        M.build_metrics(["ids"], M.MetricOptions(judge="facenet"), have_gt=True, id_target="the GT")
+        build_metrics(["ids"], MetricOptions(judge="facenet"), have_gt=True, id_target="the GT")
 
 
 def test_degradation_factors_of_both_pipelines():
     from authface.data.degradations import sample_params
 
     for preset in ("codeformer", "realesrgan"):
-        f = M.degradation_factors(sample_params(np.random.default_rng(0), preset))
+        f = degradation_factors(sample_params(np.random.default_rng(0), preset))
         assert (
             set(f) == {"blur_sigma", "scale", "noise", "jpeg"} and f["scale"] >= 1.0 and 0 < f["jpeg"] <= 100
         )
@@ -499,13 +511,13 @@ def test_reference_photos_pair_by_key_or_identity_folder(tmp_path, faces128):
     pred, ref = tmp_path / "pred", tmp_path / "ref"
     _write_set(pred, faces128[:2], ["alice/1", "bob/2"])
     _write_set(ref, faces128, ["alice/1", "bob/x", "bob/y"])
-    p = M.pair_folders({"m": pred}, reference=ref)
+    p = pair_folders({"m": pred}, reference=ref)
     assert p.reference["alice/1"] == [ref / "alice" / "1.png"]  # same relative path
     assert p.reference["bob/2"] == [ref / "bob" / "x.png", ref / "bob" / "y.png"]  # the person's folder
     (ref / "bob" / "x.png").unlink()
     (ref / "bob" / "y.png").unlink()
-    with pytest.raises(M.PairingError, match="bob/2"):
-        M.pair_folders({"m": pred}, reference=ref)
+    with pytest.raises(PairingError, match="bob/2"):
+        pair_folders({"m": pred}, reference=ref)
 
 
 def test_arcface_judge_from_local_weights(tmp_path, faces128):
@@ -515,7 +527,7 @@ def test_arcface_judge_from_local_weights(tmp_path, faces128):
 
     torch.manual_seed(0)
     torch.save(iresnet("r18").state_dict(), tmp_path / "backbone.pth")
-    judge = M.IdentityMetric(f"arcface:{tmp_path / 'backbone.pth'}")
+    judge = IdentityMetric(f"arcface:{tmp_path / 'backbone.pth'}")
     out = judge.compute(faces128[:2], judge.target(faces128[:2]))
     np.testing.assert_allclose(out["IDS"], 1.0, atol=1e-5)
     assert "arcface 512-d" in judge.info
@@ -550,8 +562,8 @@ def test_pyiqa_metrics_and_ntire2025_composite(tmp_path, monkeypatch, face512):
     _write_set(gt, faces, ["a", "b"])
     fit_niqe_params(io.numpy_to_tensor(face512).add(1).div(2)).save(tmp_path / "niqe.npz")
     _tiny_inception(tmp_path / "inc.pt")
-    opts = M.MetricOptions(niqe_params=str(tmp_path / "niqe.npz"), fid_inception=str(tmp_path / "inc.pt"))
-    res = M.evaluate(
+    opts = MetricOptions(niqe_params=str(tmp_path / "niqe.npz"), fid_inception=str(tmp_path / "inc.pt"))
+    res = evaluate(
         {"same": gt}, gt=gt, options=opts,
         metrics=["clipiqa", "maniqa", "musiq", "qalign", "niqe", "fid", "ntire2025"],
     )  # fmt: skip
@@ -560,7 +572,60 @@ def test_pyiqa_metrics_and_ntire2025_composite(tmp_path, monkeypatch, face512):
         c: next(e for e in res.summary if e["subset"] == "all")[c]["mean"]
         for c in ("CLIPIQA", "MANIQA", "MUSIQ", "QALIGN", "NIQE")
     }
-    expected = M.ntire2025_score(means["CLIPIQA"], means["MANIQA"], means["MUSIQ"], means["QALIGN"], means["NIQE"],
+    expected = ntire2025_score(means["CLIPIQA"], means["MANIQA"], means["MUSIQ"], means["QALIGN"], means["NIQE"],
                                  res.set_metrics["same"]["FID"])  # fmt: skip
     assert res.set_metrics["same"]["NTIRE2025"] == pytest.approx(expected)
     assert means["MUSIQ"] == pytest.approx(100 * means["CLIPIQA"]) and "pyiqa" in res.metric_info["MUSIQ"]
+
+
+# ----------------------------------------------------------------------------------------------- options, metadata, API
+
+
+def test_metric_options_use_the_config_mechanism(tmp_path):
+    from authface.config import ConfigError, load_config
+
+    opts = load_config(MetricOptions, None, ["lmd_points=5", "fr_backend=skimage", "crop_border=4"])
+    assert (opts.lmd_points, opts.fr_backend, opts.crop_border) == (5, "skimage", 4)
+    with pytest.raises(ConfigError, match="lmd_points must be one of 68, 5"):
+        load_config(MetricOptions, None, ["lmd_points=7"])
+    with pytest.raises(ConfigError, match="did you mean 'fr_backend'"):
+        load_config(MetricOptions, None, ["fr_backnd=skimage"])
+    for bad, match in (
+        (MetricOptions(crop_border=-1), "crop_border"),
+        (MetricOptions(lmd_box="guess"), "lmd_box"),
+        (MetricOptions(judge="arcface"), "judge"),
+    ):
+        with pytest.raises(ConfigError, match=match):
+            bad.validate()
+
+
+def test_benchmark_metadata_reader_names_bad_lines(tmp_path, bench):
+    from authface.data.benchmark import read_benchmark_metadata
+    from authface.eval.evaluate import load_bench_metadata
+
+    header, records = read_benchmark_metadata(bench / "metadata.jsonl")
+    assert header["preset"] == "mild" and sorted(records) == ["c.png", "set1/a.png", "set1/b.jpg"]
+    _, by_key = load_bench_metadata(bench / "metadata.jsonl")
+    assert sorted(by_key) == ["c", "set1/a", "set1/b"]
+    broken = tmp_path / "metadata.jsonl"
+    broken.write_text(
+        (bench / "metadata.jsonl").read_text().replace('"type": "image"', '{"type": "image"', 1)
+    )
+    with pytest.raises(ValueError, match=r"metadata.jsonl:2: not valid JSON"):
+        read_benchmark_metadata(broken)
+    assert read_benchmark_metadata(tmp_path / "none.jsonl", missing_ok=True) == (None, {})
+
+
+def test_public_names_and_columns():
+    import authface.eval
+    from authface.eval.base import Column
+
+    for name in authface.eval.__all__:
+        assert getattr(authface.eval, name) is not None, name
+    col = Column("LMD", False, "px", ".2f")
+    assert (col.arrow, col.format(1.234), col.format(float("nan")), col.format(None)) == (
+        "↓",
+        "1.23",
+        "—",
+        "—",
+    )

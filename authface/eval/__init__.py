@@ -1,12 +1,17 @@
-"""Evaluation: synthetic benchmarks (``authface degrade``), metrics and reports (``authface eval``).
+"""Evaluation: metrics and reports (``authface eval``) for restored faces.
 
-* :mod:`authface.eval.metrics`: PSNR / SSIM (torchmetrics or scikit-image), LPIPS (local weights), identity
-  (IDS / Deg with the dlib or ArcFace judge), landmark distance (LMD, dlib), NIQE / sharpness / pyiqa no-reference
-  scores, FID / KID (local TorchScript Inception), the NTIRE 2025 score; folder pairing, baselines and
-  :func:`~authface.eval.metrics.evaluate`.
-* :mod:`authface.eval.report`: Markdown / CSV / JSON reports, HTML gallery, plots.
-* :mod:`authface.eval.commands`: :func:`~authface.eval.commands.build_benchmark` and the ``degrade`` / ``eval``
-  subcommands (``add_degrade_parser``, ``add_eval_parser``).
+* :mod:`.fr`: PSNR / SSIM (torchmetrics or scikit-image); :mod:`.lpips`: LPIPS from local weights, no torchvision;
+  :mod:`.fid`: FID / KID from a local TorchScript Inception; :mod:`.face_metrics`: identity (IDS / Deg with the dlib
+  or ArcFace judge) and landmark distance (LMD, dlib); :mod:`.nr`: NIQE / sharpness / pyiqa no-reference scores and
+  the NTIRE 2025 score.
+* :mod:`.registry`: :class:`MetricOptions` and ``build_metrics`` (metric names -> metric objects);
+  :mod:`.base`: ``Column`` and the ``Metric`` interface.
+* :mod:`.pairing`: folder pairing and input checks; :mod:`.baselines`: non-learned baselines;
+  :mod:`.evaluate`: :func:`evaluate` -> :class:`EvalResult` (:mod:`.result`).
+* :mod:`.report`: Markdown / CSV / JSON reports; :mod:`.gallery`: the HTML gallery; :mod:`.plots`: plots.
+
+Synthetic benchmarks (``authface degrade``) are built by :func:`authface.data.benchmark.build_benchmark`; the
+command-line side of both commands lives in :mod:`authface.cli.degrade` and :mod:`authface.cli.evaluate`.
 
 Nothing is imported at import time: the names below load their module when first used.
 """
@@ -16,23 +21,21 @@ from __future__ import annotations
 import importlib
 
 _LAZY = {
-    "evaluate": "authface.eval.metrics",
-    "EvalResult": "authface.eval.metrics",
-    "MetricOptions": "authface.eval.metrics",
-    "PairingError": "authface.eval.metrics",
-    "EvalInputError": "authface.eval.metrics",
-    "pair_folders": "authface.eval.metrics",
-    "make_baseline": "authface.eval.metrics",
-    "psnr": "authface.eval.metrics",
-    "ssim": "authface.eval.metrics",
-    "landmark_distance": "authface.eval.metrics",
-    "frechet_distance": "authface.eval.metrics",
-    "ntire2025_score": "authface.eval.metrics",
+    "evaluate": "authface.eval.evaluate",
+    "EvalResult": "authface.eval.result",
+    "MetricOptions": "authface.eval.registry",
+    "PairingError": "authface.eval.pairing",
+    "EvalInputError": "authface.eval.pairing",
+    "pair_folders": "authface.eval.pairing",
+    "make_baseline": "authface.eval.baselines",
+    "psnr": "authface.eval.fr",
+    "ssim": "authface.eval.fr",
+    "landmark_distance": "authface.eval.face_metrics",
+    "frechet_distance": "authface.eval.fid",
+    "ntire2025_score": "authface.eval.nr",
     "write_report": "authface.eval.report",
     "summary_table": "authface.eval.report",
-    "build_benchmark": "authface.eval.commands",
-    "add_degrade_parser": "authface.eval.commands",
-    "add_eval_parser": "authface.eval.commands",
+    "build_benchmark": "authface.data.benchmark",
 }
 
 __all__ = list(_LAZY)
