@@ -173,6 +173,7 @@ class RestorerParts:
     upscale: int
     batch_size: int
     seed: int
+    keep_monochrome: bool
     pipeline: Any
     device: Any
     dtype: Any
@@ -203,4 +204,4 @@ def build_parts(cfg: RestoreConfig) -> RestorerParts:
         s.color_fix, s.batch_size, objectives, s.quality_target,
     )  # fmt: skip
     stage = FaceStage(detector, f.crop_size, f.only_center_face, f.min_face_size, f.max_faces, f.aligned)
-    return RestorerParts(restore_fn, stage, f.upscale, s.batch_size, s.seed, pipe, device, dtype, cfg)
+    return RestorerParts(restore_fn, stage, f.upscale, s.batch_size, s.seed, not s.colorize, pipe, device, dtype, cfg)

@@ -10,6 +10,7 @@ Conventions: numpy images are ``(..., H, W, C)`` (channels last); torch images a
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -160,3 +161,73 @@ def resize(
     if img.dtype == np.uint8:
         return np.clip(np.rint(out), 0, 255).astype(np.uint8)
     return out
+
+
+# ----------------------------------------------------------------------------------- monochrome (gray, toned) photos
+#: Residual chroma (99th percentile, in Cb/Cr levels of 0..255) under which a photo counts as monochrome.
+#: Measured with :func:`monochrome_tone` (tolerance off): gray photos, also as RGB JPEGs with chroma noise, 0-5
+#: (John Lennon in CodeFormer's gray_faces 4.8); a sepia-toned astronaut 0.5 as PNG, 8.3-9.7 as 4:2:0 JPEG at
+#: quality 85-50; colour photos 14.7 (a faded sepia print with a pink bow) to 105, most above 20; the faded colour
+#: childhood photos among CodeFormer's gray_faces 20-47 (they are colour photos).
+MONOCHROME_TOLERANCE = 12.0
+_CB = (-0.168736, -0.331264, 0.5)
+_CR = (0.5, -0.418688, -0.081312)
+
+
+@dataclass(frozen=True)
+class Tone:
+    """The colour of a monochrome photo as a function of its luma: ``cb[y]``, ``cr[y]`` for y in 0..255 (offsets
+    from neutral, in Cb/Cr levels). All zeros for a neutral gray photo; a warm curve for sepia or faded prints."""
+
+    cb: np.ndarray
+    cr: np.ndarray
+
+    @property
+    def neutral(self) -> bool:
+        return bool(np.abs(self.cb).max() < 0.5 and np.abs(self.cr).max() < 0.5)
+
+
+def _ycc(rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    x = rgb.reshape(-1, 3).astype(np.float32)
+    return x @ np.float32(LUMA_WEIGHTS), x @ np.float32(_CB), x @ np.float32(_CR)
+
+
+def monochrome_tone(rgb: np.ndarray, tolerance: float = MONOCHROME_TOLERANCE, max_pixels: int = 1_000_000) -> Tone | None:
+    """The :class:`Tone` of a uint8 RGB ``(H, W, 3)`` photo when it is monochrome, else None.
+
+    A photo is monochrome when its chroma is a function of its luma alone (gray, sepia, cyanotype, faded toned
+    prints): chroma is fitted per luma bin (median of 32 bins), and the 99th percentile of the residual must be
+    under ``tolerance`` Cb/Cr levels (default :data:`MONOCHROME_TOLERANCE`), which tolerates JPEG chroma noise.
+    Large photos are subsampled to about ``max_pixels``.
+    """
+    step = max(1, int(math.sqrt(rgb.shape[0] * rgb.shape[1] / max_pixels)))
+    y, cb, cr = _ycc(np.ascontiguousarray(rgb[::step, ::step]))
+    bins = np.clip((y / 8.0).astype(np.int32), 0, 31)
+    centres, mcb, mcr = [], [], []
+    for b in range(32):
+        sel = bins == b
+        if sel.sum() >= 16:
+            centres.append(b * 8.0 + 4.0)
+            mcb.append(float(np.median(cb[sel])))
+            mcr.append(float(np.median(cr[sel])))
+    if not centres:
+        return None
+    grid = np.arange(256, dtype=np.float32)
+    lut_cb = np.interp(grid, centres, mcb).astype(np.float32)
+    lut_cr = np.interp(grid, centres, mcr).astype(np.float32)
+    yi = np.clip(np.rint(y), 0, 255).astype(np.int32)
+    residual = np.hypot(cb - lut_cb[yi], cr - lut_cr[yi])
+    if float(np.percentile(residual, 99)) >= tolerance:
+        return None
+    return Tone(lut_cb, lut_cr)
+
+
+def apply_tone(rgb: np.ndarray, tone: Tone) -> np.ndarray:
+    """Re-colour a uint8 RGB image with a monochrome photo's :class:`Tone`: its luma is kept, its chroma becomes
+    the tone's chroma at that luma (exactly gray for a neutral tone). Returns uint8 RGB of the same shape."""
+    shape = rgb.shape
+    y, _, _ = _ycc(rgb)
+    yi = np.clip(np.rint(y), 0, 255).astype(np.int32)
+    cb, cr = tone.cb[yi], tone.cr[yi]
+    out = np.stack([y + 1.402 * cr, y - 0.344136 * cb - 0.714136 * cr, y + 1.772 * cb], axis=-1)
+    return np.clip(np.rint(out), 0, 255).astype(np.uint8).reshape(shape)

@@ -28,6 +28,7 @@ import cv2
 import numpy as np
 
 from .face.stage import AlignedFace, FaceStage
+from .imaging import Tone, apply_tone, monochrome_tone
 
 RestoreCrops = Callable[[list[np.ndarray], list[int]], tuple[list[np.ndarray], list[dict]]]
 #: A photo to restore in :meth:`FaceRestorer.restore_many`: (key, load) with ``load() -> (rgb, alpha or None)``.
@@ -47,7 +48,8 @@ class PhotoResult:
     ``image``: uint8 RGB ``(H * upscale, W * upscale, 3)``; ``alpha``: the input's alpha upscaled alongside (or
     None); ``faces``: one dict per face (``index``, ``box``, ``landmarks``, ``score``, ``seed`` and any extras of
     the restore callable); ``crops_in``/``crops_out``: the aligned input and restored crops, uint8 RGB
-    ``(S, S, 3)``; ``timings``: seconds per stage.
+    ``(S, S, 3)``; ``timings``: seconds per stage; ``notes``: what the user should know (e.g. a monochrome input
+    kept monochrome).
     """
 
     key: str
@@ -57,6 +59,7 @@ class PhotoResult:
     crops_in: list[np.ndarray] = field(default_factory=list)
     crops_out: list[np.ndarray] = field(default_factory=list)
     timings: dict = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -67,6 +70,7 @@ class _Pending:
     faces: list[AlignedFace]
     seeds: list[int]
     timings: dict
+    tone: Tone | None = None
 
     @property
     def nbytes(self) -> int:
@@ -84,6 +88,10 @@ class FaceRestorer:
         seed: run seed; each face's seed is :func:`face_seed` (run seed, photo key, face index).
         max_pending_photos, max_pending_bytes: bounds on decoded photos held while a batch fills, so a folder
             of face-less or huge photos never piles up in memory; a batch is run early when either is reached.
+        keep_monochrome: a gray or toned (sepia) input photo comes back with the same tone: the restored faces
+            keep their luma and take the input's chroma-by-luma curve (:func:`authface.imaging.monochrome_tone`,
+            tolerant of JPEG chroma noise), so the model never invents colour. False lets the model's colours
+            through (colourisation).
     """
 
     def __init__(
@@ -95,6 +103,7 @@ class FaceRestorer:
         seed: int = 0,
         max_pending_photos: int = 16,
         max_pending_bytes: int = 512 * 2**20,
+        keep_monochrome: bool = True,
     ):
         if int(upscale) != upscale or upscale < 1:
             raise ValueError(f"upscale must be an integer >= 1, got {upscale!r}")
@@ -107,6 +116,7 @@ class FaceRestorer:
         self.seed = int(seed)
         self.max_pending_photos = max(1, int(max_pending_photos))
         self.max_pending_bytes = int(max_pending_bytes)
+        self.keep_monochrome = keep_monochrome
         self.pipeline = self.device = self.dtype = self.config = None  # set by from_config
 
     # -------------------------------------------------------------- construction
@@ -137,7 +147,8 @@ class FaceRestorer:
         from .build import build_parts
 
         parts = build_parts(config)
-        restorer = cls(parts.restore_crops, parts.stage, parts.upscale, parts.batch_size, parts.seed)
+        restorer = cls(parts.restore_crops, parts.stage, parts.upscale, parts.batch_size, parts.seed,
+                       keep_monochrome=parts.keep_monochrome)  # fmt: skip
         restorer.pipeline, restorer.device, restorer.dtype, restorer.config = (
             parts.pipeline, parts.device, parts.dtype, parts.config)  # fmt: skip
         return restorer
@@ -167,12 +178,18 @@ class FaceRestorer:
         t1 = time.perf_counter()
         aligned = self.stage.align_faces(rgb, faces)
         seeds = [face_seed(self.seed, key, i) for i in range(len(aligned))]
+        tone = monochrome_tone(rgb) if self.keep_monochrome and aligned else None
         timings = {"detect_s": t1 - t0, "align_s": time.perf_counter() - t1}
-        return _Pending(key, rgb, alpha, aligned, seeds, timings)
+        return _Pending(key, rgb, alpha, aligned, seeds, timings, tone)
 
     def finish(self, p: _Pending, restored: list[np.ndarray], extras: list[dict]) -> PhotoResult:
         """Paste the restored crops back over the (upscaled) photo."""
         t0 = time.perf_counter()
+        notes = []
+        if p.tone is not None and restored:
+            restored = [apply_tone(crop, p.tone) for crop in restored]
+            kind = "gray" if p.tone.neutral else "toned (e.g. sepia)"
+            notes.append(f"monochrome input ({kind}): restored faces keep its tone; use --colorize for colour")
         image = self.stage.paste(p.rgb, restored, p.faces, self.upscale)
         alpha = p.alpha
         if alpha is not None and self.upscale != 1:
@@ -185,7 +202,8 @@ class FaceRestorer:
                 rec.update(extras[i])
             faces.append(rec)
         timings = dict(p.timings, paste_s=time.perf_counter() - t0)
-        return PhotoResult(p.key, image, alpha, faces, [f.crop for f in p.faces], list(restored), timings)
+        crops_in = [f.crop for f in p.faces]
+        return PhotoResult(p.key, image, alpha, faces, crops_in, list(restored), timings, notes)
 
     # -------------------------------------------------------------- batching across photos
     def restore_many(self, items: Iterable[PhotoItem]) -> Iterator[tuple[str, PhotoResult | Exception]]:

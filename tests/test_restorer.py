@@ -116,3 +116,61 @@ def test_faceless_photos_before_any_face_need_no_batch():
     it = restorer.restore_many((str(i), load) for i in range(5))
     key, result = next(it)  # the first face-less photo comes out before the next one is even decoded
     assert key == "0" and result.faces == [] and not calls and len(decoded) == 1
+
+
+# ------------------------------------------------------------------ gray and toned photos stay so
+def _chroma_p99(rgb):
+    from skimage.color import rgb2lab
+
+    lab = rgb2lab(rgb)
+    return float(np.percentile(np.hypot(lab[..., 1], lab[..., 2]), 99))
+
+
+def _jpeg_rgb(img, quality=75):
+    import io as _io
+
+    buf = _io.BytesIO()
+    Image.fromarray(img).save(buf, "JPEG", quality=quality, subsampling=2)
+    return np.asarray(Image.open(buf).convert("RGB"))
+
+
+@pytest.fixture(scope="module")
+def colorizing(tiny_model_dir):
+    return FaceRestorer.from_pretrained(tiny_model_dir, colorize=True, **FAST)
+
+
+@pytest.mark.parametrize("kind", ["L", "rgb-gray-jpeg", "gray-with-chroma-noise"])
+def test_gray_photo_comes_back_gray(restorer, colorizing, astronaut, kind):
+    """The random tiny model paints colour into every face; a gray input must still come back gray."""
+    gray = np.asarray(Image.fromarray(astronaut).convert("L"))
+    if kind == "L":
+        photo = gray
+    elif kind == "rgb-gray-jpeg":
+        photo = _jpeg_rgb(np.repeat(gray[..., None], 3, axis=2))
+    else:  # chroma noise of a few levels, as scanners and JPEG encoders leave
+        rng = np.random.default_rng(0)
+        photo = np.repeat(gray[..., None], 3, axis=2).astype(int) + rng.integers(-2, 3, (*gray.shape, 3))
+        photo = _jpeg_rgb(np.clip(photo, 0, 255).astype(np.uint8), 90)
+    result = restorer(photo)
+    assert len(result.faces) == 1
+    face = result.image[60:220, 150:300]
+    assert _chroma_p99(face) < 4.0
+    assert any("monochrome" in n for n in result.notes)
+    colour = colorizing(photo)
+    assert _chroma_p99(colour.image[60:220, 150:300]) > 4.0  # the model's colour, when asked for
+
+
+def test_sepia_photo_keeps_its_tint(restorer, astronaut):
+    gray = np.asarray(Image.fromarray(astronaut).convert("L"), np.float32)
+    sepia = np.clip(gray[..., None] * np.array([1.0, 0.86, 0.66]) + np.array([20, 10, 0]), 0, 255).astype(np.uint8)
+    result = restorer(sepia)
+    from authface.imaging import monochrome_tone
+
+    tone_in, tone_out = monochrome_tone(sepia), monochrome_tone(result.image)
+    assert tone_in is not None and tone_out is not None and not tone_in.neutral
+    mid = slice(60, 200)  # the tone curve over the luma range the face covers
+    assert np.abs(tone_out.cb[mid] - tone_in.cb[mid]).max() < 3 and np.abs(tone_out.cr[mid] - tone_in.cr[mid]).max() < 3
+
+
+def test_colour_photo_is_not_taken_for_monochrome(restorer, astronaut):
+    assert not restorer(astronaut).notes

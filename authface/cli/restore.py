@@ -69,6 +69,7 @@ RESTORE_SWITCHES: dict[str, str] = {
     "--skip-no-face": "io.skip_no_face",
     "--save-faces": "io.save_faces",
     "--overwrite": "io.overwrite",
+    "--colorize": "sampler.colorize",
 }
 
 
@@ -278,7 +279,8 @@ def _run(restorer, todo: list[_Job], cfg: RestoreConfig, out_dir: Path, manifest
         try:
             if isinstance(result, Exception):
                 raise result
-            record.update(size=list(img.size), notes=list(img.notes), faces=result.faces, timings=result.timings)
+            notes = list(img.notes) + list(result.notes)
+            record.update(size=list(img.size), notes=notes, faces=result.faces, timings=result.timings)
             n_before = len(record["notes"])
             status = _write_result(job, img, result, cfg, out_dir, record["notes"])
             for note in record["notes"][n_before:]:

@@ -74,6 +74,9 @@ class SamplerConfig:
     seed: int = 0
     batch_size: int = 4
     """Faces per pipeline call, batched across photos."""
+    colorize: bool = False
+    """Gray and toned (sepia) photos: False keeps them monochrome (the restored faces take the input's tone, no
+    invented colour); True lets the model colour them."""
     quality_target: float | None = None
     """For models trained with the image-quality prior: the quality to ask for, in [0, 1] (None: 0.9)."""
 
