@@ -49,7 +49,8 @@ class PhotoResult:
     None); ``faces``: one dict per face (``index``, ``box``, ``landmarks``, ``score``, ``seed`` and any extras of
     the restore callable); ``crops_in``/``crops_out``: the aligned input and restored crops, uint8 RGB
     ``(S, S, 3)``; ``timings``: seconds per stage; ``notes``: what the user should know (e.g. a monochrome input
-    kept monochrome).
+    kept monochrome); ``dropped_faces``: detections not restored, each with its box and the reason (a duplicate,
+    below ``min_face_size``, ...).
     """
 
     key: str
@@ -60,6 +61,7 @@ class PhotoResult:
     crops_out: list[np.ndarray] = field(default_factory=list)
     timings: dict = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    dropped_faces: list[dict] = field(default_factory=list)
 
 
 @dataclass
@@ -71,6 +73,7 @@ class _Pending:
     seeds: list[int]
     timings: dict
     tone: Tone | None = None
+    dropped: list[dict] = field(default_factory=list)
 
     @property
     def nbytes(self) -> int:
@@ -174,13 +177,13 @@ class FaceRestorer:
     def prepare(self, key: str, rgb: np.ndarray, alpha: np.ndarray | None = None) -> _Pending:
         """Detect, select and align the faces of one photo (uint8 RGB (H, W, 3))."""
         t0 = time.perf_counter()
-        faces = self.stage.detect(rgb)
+        faces, dropped = self.stage.detect_report(rgb)
         t1 = time.perf_counter()
         aligned = self.stage.align_faces(rgb, faces)
         seeds = [face_seed(self.seed, key, i) for i in range(len(aligned))]
         tone = monochrome_tone(rgb) if self.keep_monochrome and aligned else None
         timings = {"detect_s": t1 - t0, "align_s": time.perf_counter() - t1}
-        return _Pending(key, rgb, alpha, aligned, seeds, timings, tone)
+        return _Pending(key, rgb, alpha, aligned, seeds, timings, tone, dropped)
 
     def finish(self, p: _Pending, restored: list[np.ndarray], extras: list[dict]) -> PhotoResult:
         """Paste the restored crops back over the (upscaled) photo."""
@@ -203,7 +206,7 @@ class FaceRestorer:
             faces.append(rec)
         timings = dict(p.timings, paste_s=time.perf_counter() - t0)
         crops_in = [f.crop for f in p.faces]
-        return PhotoResult(p.key, image, alpha, faces, crops_in, list(restored), timings, notes)
+        return PhotoResult(p.key, image, alpha, faces, crops_in, list(restored), timings, notes, p.dropped)
 
     # -------------------------------------------------------------- batching across photos
     def restore_many(self, items: Iterable[PhotoItem]) -> Iterator[tuple[str, PhotoResult | Exception]]:

@@ -479,3 +479,86 @@ def test_region_boxes_are_clipped_and_match_masks():
     assert masks["left_eye"].sum() == 0 and masks["right_eye"].sum() > 0
     with pytest.raises(ValueError, match="grid_size"):
         region_masks(FFHQ_TEMPLATE_512, 512, 0)
+
+
+# ------------------------------------------------------------------ duplicate, nested and impossible detections
+class _ListDetector:
+    name = "list"
+
+    def __init__(self, faces):
+        self.faces = faces
+
+    def detect(self, image):
+        return [copy.deepcopy(f) for f in self.faces]
+
+
+def _moved(face: Face, dx: float = 0.0, scale: float = 1.0, score: float | None = None) -> Face:
+    c = np.array(face.center)
+    box = ((face.box.reshape(2, 2) - c) * scale + c + [dx, 0]).reshape(-1)
+    lm = (face.landmarks - c) * scale + c + [dx, 0]
+    return Face(box=box, landmarks=lm, score=face.score if score is None else score)
+
+
+def _restore_with(detector_faces, astronaut):
+    from authface.face.stage import FaceStage
+    from authface.restorer import FaceRestorer
+
+    stage = FaceStage(_ListDetector(detector_faces), crop_size=128)
+    restorer = FaceRestorer(lambda crops, seeds: ([255 - c for c in crops], []), stage)
+    return restorer(astronaut)
+
+
+@pytest.mark.parametrize("variant", ["shifted", "scaled", "both", "eye-as-face", "reversed-order"])
+def test_duplicate_and_nested_detections_restore_like_one(face, astronaut, variant):
+    single = _restore_with([face], astronaut)
+    le = face.landmarks[0]
+    eye_box = Face(box=[le[0] - 12, le[1] - 8, le[0] + 12, le[1] + 8],
+                   landmarks=[[le[0] - 5, le[1] - 2], [le[0] + 5, le[1] - 2], [le[0], le[1]],
+                              [le[0] - 3, le[1] + 4], [le[0] + 3, le[1] + 4]], score=face.score + 5)  # fmt: skip
+    faces = {
+        "shifted": [face, _moved(face, dx=4)],
+        "scaled": [face, _moved(face, scale=1.05)],
+        "both": [face, _moved(face, dx=-3, scale=0.95), _moved(face, dx=3)],
+        "eye-as-face": [face, eye_box],  # higher score: containment wins, not the score
+        "reversed-order": [_moved(face, dx=4, score=face.score - 1), face],
+    }[variant]
+    result = _restore_with(faces, astronaut)
+    assert len(result.faces) == 1
+    assert np.array_equal(result.image, single.image)
+    assert len(result.dropped_faces) == len(faces) - 1
+    assert all(d["reason"] for d in result.dropped_faces)
+
+
+@pytest.mark.parametrize(
+    "landmarks, why",
+    [
+        ([[200, 120], [200.5, 120], [210, 140], [195, 160], [215, 160]], "eye distance"),  # eyes on one point
+        ([[190, 160], [240, 160], [215, 140], [195, 110], [235, 110]], "below the eyes"),  # mouth above the eyes
+        ([[190, 120], [240, 120], [215, 140], [160, 160], [270, 160]], "mouth width"),  # a 2.2-eye-distance mouth
+        ([[900, 120], [950, 120], [925, 140], [905, 160], [945, 160]], "outside the face box"),
+    ],
+)
+def test_implausible_landmarks_are_rejected(landmarks, why):
+    from authface.face.sanity import implausible_landmarks, sanitize_faces
+
+    bad = Face(box=[170, 90, 260, 190], landmarks=landmarks, score=1.0)
+    assert why in implausible_landmarks(bad)
+    kept, dropped = sanitize_faces([bad])
+    assert kept == [] and why in dropped[0][1]
+
+
+def test_real_faces_pass_the_sanity_checks(face):
+    from authface.face.sanity import implausible_landmarks, sanitize_faces
+
+    assert implausible_landmarks(face) is None
+    other = _moved(face, dx=400)  # a second face beside it is kept
+    assert len(sanitize_faces([face, other])[0]) == 2
+
+
+def test_faces_below_min_face_size_are_reported(face, astronaut):
+    from authface.face.stage import FaceStage
+
+    small = _moved(face, dx=300, scale=0.3)
+    stage = FaceStage(_ListDetector([face, small]), crop_size=128, min_face_size=face.size * 0.5)
+    kept, dropped = stage.detect_report(astronaut)
+    assert len(kept) == 1 and len(dropped) == 1 and "--min-face-size" in dropped[0]["reason"]

@@ -281,6 +281,8 @@ def _run(restorer, todo: list[_Job], cfg: RestoreConfig, out_dir: Path, manifest
                 raise result
             notes = list(img.notes) + list(result.notes)
             record.update(size=list(img.size), notes=notes, faces=result.faces, timings=result.timings)
+            if result.dropped_faces:
+                record["dropped_faces"] = result.dropped_faces
             n_before = len(record["notes"])
             status = _write_result(job, img, result, cfg, out_dir, record["notes"])
             for note in record["notes"][n_before:]:

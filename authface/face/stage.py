@@ -17,6 +17,11 @@ import numpy as np
 from .align import align_face, aligned_input_affine, face_template
 from .detect import Face, FaceDetector, select_faces
 from .paste import BackgroundUpsampler, LanczosUpsampler, paste_faces
+from .sanity import sanitize_faces
+
+
+def _box(face: Face) -> list[float]:
+    return [round(float(v), 1) for v in face.box]
 
 
 @dataclass
@@ -65,10 +70,30 @@ class FaceStage:
 
     def detect(self, rgb: np.ndarray) -> list[Face]:
         """Detected and selected faces of a uint8 RGB ``(H, W, 3)`` photo, largest first."""
+        return self.detect_report(rgb)[0]
+
+    def detect_report(self, rgb: np.ndarray) -> tuple[list[Face], list[dict]]:
+        """Like :meth:`detect`, plus every detection left out and why: ``[{"box": [x1, y1, x2, y2], "reason"}]``.
+
+        After the detector, duplicate and nested boxes and implausible landmarks are removed
+        (:func:`authface.face.sanity.sanitize_faces`), then the selection options apply (minimum size, centre
+        face, maximum count).
+        """
         if self.aligned:
-            return [self._whole_image_face(rgb)]
-        faces = self.detector.detect(rgb)
-        return select_faces(faces, rgb.shape, self.only_center_face, self.min_face_size, self.max_faces)
+            return [self._whole_image_face(rgb)], []
+        faces, rejected = sanitize_faces(self.detector.detect(rgb))
+        kept = select_faces(faces, rgb.shape, self.only_center_face, self.min_face_size, self.max_faces)
+        dropped = [{"box": _box(f), "reason": reason} for f, reason in rejected]
+        for f in faces:
+            if not any(f is k for k in kept):
+                if f.size < self.min_face_size:
+                    why = f"smaller than --min-face-size {self.min_face_size:g} ({f.size:.0f} px)"
+                elif self.only_center_face:
+                    why = "not the centre face (--only-center-face)"
+                else:
+                    why = f"over --max-faces {self.max_faces}"
+                dropped.append({"box": _box(f), "reason": why})
+        return kept, dropped
 
     def _whole_image_face(self, rgb: np.ndarray) -> Face:
         inverse = cv2.invertAffineTransform(aligned_input_affine(rgb.shape, self.crop_size))
