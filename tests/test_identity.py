@@ -1,4 +1,4 @@
-"""Identity embedders (offline, CPU): FFHQ -> ArcFace warp, IResNet, ONNX interpreter, dlib judge, factory.
+"""Identity embedders (offline, CPU): FFHQ -> ArcFace warp, IResNet, ONNX -> IResNet conversion, dlib judge, factory.
 
 Every network here has random weights built in code; the only real face is ``skimage.data.astronaut()``,
 aligned with AuthFace's own dlib detector.
@@ -6,7 +6,9 @@ aligned with AuthFace's own dlib detector.
 
 from __future__ import annotations
 
+import hashlib
 import io
+import sys
 import warnings
 
 import cv2
@@ -18,22 +20,23 @@ from skimage import data
 
 from authface.face import align_face, create_detector, face_template
 from authface.io import numpy_to_tensor
-from authface.models import identity
-from authface.models.identity import (
+from authface.models import arcface, arcface_onnx
+from authface.models.arcface import (
     ARCFACE_TEMPLATE_112,
-    IDENTITY_ENCODER_NAMES,
     ArcFaceEncoder,
-    DlibFaceJudge,
-    IdentityEncoder,
-    IResNet,
-    OnnxArcFaceEncoder,
-    cosine_similarity,
     ffhq_to_arcface_affine,
-    iresnet,
-    load_identity_encoder,
-    onnx_to_torch,
     warp_to_arcface,
 )
+from authface.models.arcface_onnx import OnnxArcFaceEncoder
+from authface.models.dlib_judge import DlibFaceJudge
+from authface.models.identity import (
+    IDENTITY_ENCODER_NAMES,
+    IdentityEncoder,
+    cosine_similarity,
+    load_identity_encoder,
+)
+from authface.models.iresnet import IRESNET_LAYERS, IResNet, iresnet
+from authface.models.iresnet_onnx import convert_onnx_to_iresnet
 
 onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
@@ -99,17 +102,22 @@ def r18() -> IResNet:
 @pytest.fixture(scope="module")
 def r18_onnx(r18) -> bytes:
     """r18 exported with the TorchScript exporter (the dynamo one needs onnxscript), dynamic batch."""
+    return export_onnx(r18)
+
+
+def export_onnx(model: torch.nn.Module, **kw) -> bytes:
     buf = io.BytesIO()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         torch.onnx.export(
-            r18,
+            model,
             (torch.zeros(1, 3, 112, 112),),
             buf,
             dynamo=False,
             input_names=["input.1"],
             output_names=["embedding"],
             dynamic_axes={"input.1": {0: "N"}, "embedding": {0: "N"}},
+            **kw,
         )
     return buf.getvalue()
 
@@ -248,11 +256,11 @@ def test_warp_batch_dtype_cache_and_resized_crops():
     img = smooth_image(512)
     t = to_tensor01(img) * 2 - 1
     batch = torch.cat([t, t.flip(-1)])
-    identity._arcface_grid.cache_clear()
+    arcface._arcface_grid.cache_clear()
     out = warp_to_arcface(batch)
     assert out.shape == (2, 3, 112, 112) and out.dtype == torch.float32
     torch.testing.assert_close(out[:1], warp_to_arcface(t))
-    hits = identity._arcface_grid.cache_info().hits
+    hits = arcface._arcface_grid.cache_info().hits
     assert hits >= 1  # same (crop_size, size, device, dtype): grid reused
     out64 = warp_to_arcface(batch.double())
     assert out64.dtype == torch.float64
@@ -323,8 +331,8 @@ def test_iresnet_shapes_and_insightface_keys(r18):
     with torch.no_grad():
         assert r50.eval()(torch.randn(1, 3, 112, 112)).shape == (1, 512)
     assert [len(getattr(r50, f"layer{i}")) for i in range(1, 5)] == [3, 4, 14, 3]
-    assert identity.IRESNET_LAYERS["r34"] == (3, 4, 6, 3)
-    assert identity.IRESNET_LAYERS["r100"] == (3, 13, 30, 3)
+    assert IRESNET_LAYERS["r34"] == (3, 4, 6, 3)
+    assert IRESNET_LAYERS["r100"] == (3, 13, 30, 3)
     with pytest.raises(ValueError, match="r50"):
         iresnet("r42")
 
@@ -405,49 +413,124 @@ def test_arcface_encoder_is_frozen_unit_norm_and_differentiable(r18, aligned):
         torch.testing.assert_close(enc.embed(base), emb[:1].detach(), atol=1e-5, rtol=0)
 
 
-# ----------------------------------------------------------------------------- ONNX interpreter
+# ----------------------------------------------------------------------------- ONNX recognisers -> IResNet
 
 
-def test_exported_iresnet_matches_onnxruntime_and_is_differentiable(r18, r18_onnx):
+def mxnet_style_onnx(model: IResNet, batch="N") -> onnx.ModelProto:
+    """``model`` as an MXNet-era insightface recogniser graph: a Sub/Mul pixel normalisation with MXNet's node
+    names, every BatchNorm a separate node with epsilon 2e-5, each block's shortcut written before its main path
+    and added first, Dropout before the fully connected layer, an Identity at the end."""
+    sd = {k: v.detach().numpy().astype(np.float32) for k, v in model.state_dict().items()}
+    inits = [const("mean", np.array(127.5, np.float32)), const("scale", np.array(1 / 127.5, np.float32))]
+    n = helper.make_node
+    nodes = [
+        n("Sub", ["data", "mean"], ["sub"], name="_minusscalar0"),
+        n("Mul", ["sub", "scale"], ["mul"], name="_mulscalar0"),
+    ]
+
+    def conv(x: str, key: str, stride: int, pad: int) -> str:
+        w = sd[f"{key}.weight"]
+        inits.append(const(f"{key}.weight", w))
+        k = w.shape[-1]
+        nodes.append(
+            n("Conv", [x, f"{key}.weight"], [key], kernel_shape=[k, k], strides=[stride] * 2, pads=[pad] * 4)
+        )
+        return key
+
+    def bn(x: str, key: str) -> str:
+        names = [f"{key}.{p}" for p in ("weight", "bias", "running_mean", "running_var")]
+        values = [sd[k] for k in names[:3]] + [sd[names[3]] - 1e-5]  # same BN with epsilon 2e-5
+        inits.extend(const(k, v) for k, v in zip(names, values))
+        nodes.append(n("BatchNormalization", [x, *names], [f"{key}_bn"], epsilon=2e-5, name=key))
+        return f"{key}_bn"
+
+    def prelu(x: str, key: str) -> str:
+        inits.append(const(f"{key}.weight", sd[f"{key}.weight"].reshape(-1, 1, 1)))
+        nodes.append(n("PRelu", [x, f"{key}.weight"], [key], name=key))
+        return key
+
+    x = prelu(bn(conv("mul", "conv1", 1, 1), "bn1"), "prelu")
+    for i, blocks in enumerate(model.layers, 1):
+        for j in range(blocks):
+            key = f"layer{i}.{j}"
+            shortcut = bn(conv(x, f"{key}.downsample.0", 2, 0), f"{key}.downsample.1") if j == 0 else x
+            y = prelu(bn(conv(bn(x, f"{key}.bn1"), f"{key}.conv1", 1, 1), f"{key}.bn2"), f"{key}.prelu")
+            y = bn(conv(y, f"{key}.conv2", 2 if j == 0 else 1, 1), f"{key}.bn3")
+            nodes.append(n("Add", [shortcut, y], [f"{key}_plus"], name=f"{key}_plus"))
+            x = f"{key}_plus"
+    inits += [const("fc.weight", sd["fc.weight"]), const("fc.bias", sd["fc.bias"])]
+    nodes += [
+        n("Dropout", [bn(x, "bn2")], ["drop"], name="dropout0"),
+        n("Flatten", ["drop"], ["flat"], axis=1, name="flatten0"),
+        n("Gemm", ["flat", "fc.weight", "fc.bias"], ["pre_fc1"], transB=1, name="pre_fc1"),
+    ]
+    nodes.append(n("Identity", [bn("pre_fc1", "features")], ["fc1"], name="fc1"))
+    return make_model(
+        nodes,
+        [helper.make_tensor_value_info("data", TensorProto.FLOAT, [batch, 3, 112, 112])],
+        [helper.make_tensor_value_info("fc1", TensorProto.FLOAT, [batch, 512])],
+        inits,
+    )
+
+
+def test_exported_iresnet_converts_and_matches_onnxruntime(r18, r18_onnx):
+    """A PyTorch export (Conv+BN folded, initialisers de-duplicated through Identity nodes) -> IResNet."""
     model = onnx.load_from_string(r18_onnx)
     ops = {n.op_type for n in model.graph.node}
     assert {"Conv", "BatchNormalization", "PRelu", "Add", "Gemm"} <= ops
-    module = onnx_to_torch(model)
+    conv = convert_onnx_to_iresnet(model)
+    assert conv.arch == "r18" and conv.backbone.layers == (2, 2, 2, 2) and not conv.pixel_input
+    assert isinstance(conv.backbone, IResNet) and not conv.backbone.training
+    # BatchNorms the exporter could not fold (before a Conv, in the head) are carried over exactly
+    for k in ("layer2.1.bn1.running_var", "bn2.weight", "features.running_mean", "prelu.weight", "fc.weight"):
+        torch.testing.assert_close(conv.backbone.state_dict()[k], r18.state_dict()[k], rtol=0, atol=0)
     x = torch.randn(2, 3, 112, 112, generator=torch.Generator().manual_seed(3))
     (ref,) = run_ort(model, x.numpy())
     with torch.no_grad():
-        out = module(x)
+        out = conv.backbone(x)
         direct = r18(x)
     assert out.shape == (2, 512) and 0.3 < out.std() < 10
     assert np.abs(out.numpy() - ref).max() < 1e-4
-    assert (out - direct).abs().max() < 1e-3  # exporter folds Conv+BN: same network, other rounding
-    xg = x[:1].clone().requires_grad_(True)
-    module(xg).sum().backward()
-    assert xg.grad is not None and xg.grad.abs().sum() > 0
-    assert len(list(module.parameters())) == 0 and len(list(module.buffers())) > 0
+    assert (out - direct).abs().max() < 1e-4  # the same network; folding only changes the rounding
     # as an encoder: an exported PyTorch model has no Sub/Mul prefix, so it takes [-1, 1] input
-    enc = OnnxArcFaceEncoder.from_onnx(model)
-    assert not enc.pixel_input and enc.input_size == 112 and enc.embedding_dim == 512
+    enc = OnnxArcFaceEncoder.from_onnx(r18_onnx)
+    assert not enc.pixel_input and enc.input_size == 112 and enc.embedding_dim == 512 and enc.differentiable
+    assert isinstance(enc, IdentityEncoder) and all(not p.requires_grad for p in enc.parameters())
+    xg = x[:1].clone().requires_grad_(True)
+    enc.backbone(xg).sum().backward()
+    assert xg.grad is not None and xg.grad.abs().sum() > 0
+    # without constant folding (separate BatchNorms, PRelu slopes through Unsqueeze), opset 11
+    unfolded = export_onnx(r18, do_constant_folding=False, opset_version=11)
+    assert "Unsqueeze" in {n.op_type for n in onnx.load_from_string(unfolded).graph.node}
+    with torch.no_grad():
+        out2 = convert_onnx_to_iresnet(unfolded).backbone(x)
+    assert np.abs(out2.numpy() - run_ort(onnx.load_from_string(unfolded), x.numpy())[0]).max() < 1e-4
+    torch.testing.assert_close(out2, direct, atol=1e-5, rtol=0)
 
 
-def test_tiny_insightface_style_graph_through_onnx_encoder(aligned, tmp_path):
-    pref, plain = tiny_recogniser(prefix=True), tiny_recogniser(prefix=False)
-    onnx.save(pref, str(tmp_path / "w600k_tiny.onnx"))
+def test_mxnet_style_recogniser_through_the_factory(r18, r18_onnx, aligned, tmp_path):
+    """Sub/Mul prefix, separate BatchNorms (epsilon 2e-5), shortcut first: insightface's pixel-input rule."""
+    graph = mxnet_style_onnx(r18)
+    onnx.save(graph, str(tmp_path / "w600k_tiny.onnx"))
     enc = load_identity_encoder("arcface-onnx", tmp_path / "w600k_tiny.onnx")  # via the factory, from disk
     enc_folder = OnnxArcFaceEncoder.from_pretrained(tmp_path)  # a folder holding w600k_*.onnx
-    enc_plain = OnnxArcFaceEncoder.from_onnx(plain)
-    assert isinstance(enc, OnnxArcFaceEncoder) and isinstance(enc, IdentityEncoder)
-    assert enc.pixel_input and not enc_plain.pixel_input
-    assert enc.embedding_dim == 16 and enc.input_size == 112 and enc.differentiable
+    enc_plain = OnnxArcFaceEncoder.from_onnx(r18_onnx)
+    assert isinstance(enc, OnnxArcFaceEncoder) and enc.name == "arcface-onnx:w600k_tiny"
+    assert enc.pixel_input and not enc_plain.pixel_input and enc.embedding_dim == 512
+    torch.testing.assert_close(enc.input_scale.flatten(), torch.full((3,), 1 / 127.5))
+    torch.testing.assert_close(enc.input_shift.flatten(), torch.full((3,), -1.0))
+    for k, v in r18.state_dict().items():  # separate BatchNorms: every weight carried over
+        if v.is_floating_point():
+            torch.testing.assert_close(enc.backbone.state_dict()[k], v, atol=1e-6, rtol=1e-6)
     base = numpy_to_tensor(aligned)
     faces = torch.cat([base, base.flip(-2)]).requires_grad_(True)
     emb = enc.embed(faces)
-    assert emb.shape == (2, 16)
+    assert emb.shape == (2, 512)
     torch.testing.assert_close(emb.norm(dim=1), torch.ones(2), atol=1e-5, rtol=0)
     # insightface's rule: the Sub/Mul graph is fed RGB 0..255, the plain one (x - 127.5) / 127.5 == our [-1, 1]
     warped = warp_to_arcface(base, antialias=True)
-    (ref,) = run_ort(pref, ((warped + 1) * 127.5).numpy())
-    (ref_plain,) = run_ort(plain, warped.numpy())
+    (ref,) = run_ort(graph, ((warped + 1) * 127.5).numpy())
+    (ref_plain,) = run_ort(onnx.load_from_string(r18_onnx), warped.numpy())
     np.testing.assert_allclose(ref, ref_plain, atol=1e-4)
     torch.testing.assert_close(emb[:1].detach(), F.normalize(torch.from_numpy(ref), dim=1), atol=1e-5, rtol=0)
     torch.testing.assert_close(enc_plain.embed(faces.detach()), emb.detach(), atol=1e-5, rtol=0)
@@ -455,156 +538,90 @@ def test_tiny_insightface_style_graph_through_onnx_encoder(aligned, tmp_path):
     # differentiable end to end
     cosine_similarity(emb[0].detach(), emb[1:]).sum().backward()
     assert faces.grad[1].abs().sum() > 0
-    # a graph exported with a fixed batch of 1 (Reshape to [1, -1]) still embeds batches
-    fixed = OnnxArcFaceEncoder.from_onnx(tiny_recogniser(prefix=False, fixed_batch=True))
+    # a graph exported with a fixed batch of 1 still embeds batches; float64 works
+    fixed = OnnxArcFaceEncoder.from_onnx(mxnet_style_onnx(r18, batch=1), dtype=torch.float64)
     torch.testing.assert_close(fixed.embed(faces.detach()), emb.detach(), atol=1e-5, rtol=0)
 
 
-def test_onnx_interpreter_ops_match_onnxruntime():
-    """Shape arithmetic, reshapes, slicing, pooling, padding, matmul... against onnxruntime."""
-    rng = np.random.default_rng(1)
-    x = rng.normal(size=(2, 4, 9, 10)).astype(np.float32)
-    f32 = np.float32
-    inits = [
-        const("w", rng.normal(0, 0.3, (6, 2, 3, 3)).astype(f32)),
-        const("i0", np.array(0, np.int64)),
-        const("ax0", np.array([0], np.int64)),
-        const("neg1", np.array([-1], np.int64)),
-        const("starts", np.array([1, 2], np.int64)),
-        const("ends", np.array([8, 100], np.int64)),
-        const("axes", np.array([2, 3], np.int64)),
-        const("steps", np.array([2, 1], np.int64)),
-        const("pads", np.array([0, 0, 1, 2, 0, 0, 2, 1], np.int64)),
-        const("mm", rng.normal(0, 0.3, (6, 5)).astype(f32)),
-        const("two", np.array(2.0, f32)),
-        const("lo", np.array(-0.5, f32)),
-        const("hi", np.array(0.7, f32)),
-        const("ln_s", rng.uniform(0.5, 1.5, 5).astype(f32)),
-        const("ln_b", rng.normal(0, 0.1, 5).astype(f32)),
-    ]
-    n = helper.make_node
-    nodes = [
-        # grouped conv with SAME_UPPER padding, then asymmetric explicit pads and a strided conv
-        n("Conv", ["x", "w"], ["c"], group=2, auto_pad="SAME_UPPER", strides=[2, 1], name="conv_same"),
-        n("Pad", ["c", "pads"], ["p"], mode="reflect"),
-        n("MaxPool", ["p"], ["mp"], kernel_shape=[2, 2], strides=[1, 2], pads=[0, 1, 1, 0]),
-        n("AveragePool", ["mp"], ["ap"], kernel_shape=[3, 3], pads=[1, 1, 1, 1], count_include_pad=0),
-        n("LeakyRelu", ["ap"], ["lr"], alpha=0.2),
-        n("Slice", ["lr", "starts", "ends", "axes", "steps"], ["sl"]),
-        # dynamic flatten of everything but the batch: Shape -> Gather -> Unsqueeze -> Concat -> Reshape
-        n("Shape", ["sl"], ["shp"]),
-        n("Gather", ["shp", "i0"], ["b"]),
-        n("Unsqueeze", ["b", "ax0"], ["b1"]),
-        n("Concat", ["b1", "neg1"], ["newshape"], axis=0),
-        n("Reshape", ["sl", "newshape"], ["flat"]),
-        n("Transpose", ["sl"], ["tr"], perm=[0, 2, 3, 1]),
-        n("MatMul", ["tr", "mm"], ["mat"]),
-        n("LayerNormalization", ["mat", "ln_s", "ln_b"], ["ln"], axis=-1, epsilon=1e-5),
-        n("ReduceMean", ["ln"], ["rm"], axes=[1, 2], keepdims=0),
-        n("Softmax", ["rm"], ["sm"], axis=-1),
-        n("Div", ["flat", "two"], ["dv"]),
-        n("Clip", ["dv", "lo", "hi"], ["cl"]),
-        n("Sigmoid", ["cl"], ["sg"]),
-        n("Cast", ["shp"], ["shp_f"], to=TensorProto.FLOAT),
-        n("Constant", [], ["k"], value=numpy_helper.from_array(np.array([1.5], f32))),
-        n("Mul", ["shp_f", "k"], ["shp_k"]),
-    ]
-    model = make_model(
-        nodes,
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 4, 9, 10])],
+def test_converted_weights_are_cached_by_content(r18, r18_onnx, tmp_path, monkeypatch, caplog):
+    onnx_dir = tmp_path / "buffalo_l"
+    onnx_dir.mkdir()
+    path = onnx_dir / "w600k_r18.onnx"
+    path.write_bytes(r18_onnx)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    first = OnnxArcFaceEncoder.from_pretrained(path)
+    cached = sorted(onnx_dir.glob("w600k_r18.iresnet-*.safetensors"))
+    assert len(cached) == 1 and sorted(p.name for p in onnx_dir.iterdir()) == sorted(
+        [path.name, cached[0].name]
+    )
+    x = torch.rand(2, 3, 128, 128) * 2 - 1
+    with torch.no_grad():
+        ref = first.embed(x)
+
+    # the second load reads the cache: no conversion, no onnx package needed
+    def no_conversion(*args, **kwargs):
+        raise AssertionError("converted again")
+
+    monkeypatch.setattr(arcface_onnx, "convert_onnx_to_iresnet", no_conversion)
+    monkeypatch.setitem(sys.modules, "onnx", None)
+    second = load_identity_encoder("arcface-onnx", onnx_dir)
+    with torch.no_grad():
+        torch.testing.assert_close(second.embed(x), ref, atol=0, rtol=0)
+    assert not second.pixel_input and second.backbone.layers == (2, 2, 2, 2)
+    monkeypatch.undo()
+
+    # a read-only folder: the user cache folder, keyed by the file's sha256
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.setattr(arcface_onnx, "_writable", lambda folder: folder != onnx_dir)
+    cached[0].unlink()
+    OnnxArcFaceEncoder.from_pretrained(path)
+    sha = hashlib.sha256(r18_onnx).hexdigest()
+    assert (tmp_path / "cache" / "authface" / "arcface-onnx" / f"{sha}.safetensors").is_file()
+    assert not list(onnx_dir.glob("*.safetensors"))
+
+    # another file under the same name is converted anew; a damaged cache is rebuilt with a warning
+    monkeypatch.undo()
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache2"))
+    path.write_bytes(mxnet_style_onnx(r18).SerializeToString())
+    other = OnnxArcFaceEncoder.from_pretrained(path)
+    assert other.pixel_input
+    (new_cache,) = onnx_dir.glob("*.safetensors")
+    new_cache.write_bytes(b"not a safetensors file")
+    again = OnnxArcFaceEncoder.from_pretrained(path)
+    assert again.pixel_input and any("ignoring cached" in r.getMessage() for r in caplog.records)
+    with torch.no_grad():
+        torch.testing.assert_close(again.embed(x), ref, atol=1e-5, rtol=0)  # the same network
+
+
+def test_unconvertible_graphs_name_the_file_and_the_node(r18_onnx, tmp_path, monkeypatch):
+    # not an IResNet: a small Conv -> BN -> PRelu -> Conv -> pooling network
+    onnx.save(tiny_recogniser(prefix=True), str(tmp_path / "w600k_tiny.onnx"))
+    with pytest.raises(
+        ValueError, match=r"cannot convert '.*w600k_tiny\.onnx'.*Conv \(node 'c1'\) for conv1"
+    ):
+        load_identity_encoder("arcface-onnx", tmp_path / "w600k_tiny.onnx")
+    assert not list(tmp_path.glob("*.safetensors"))
+    # an IResNet whose graph goes on after the embedding (an L2 normalisation)
+    model = onnx.load_from_string(r18_onnx)
+    out = model.graph.output[0].name
+    model.graph.node[-1].output[0] = "raw"
+    model.graph.node.extend(
         [
-            helper.make_tensor_value_info(name, TensorProto.FLOAT, None)
-            for name in ("sm", "sg", "shp_k", "mp")
-        ],
-        inits,
-        check=False,
+            helper.make_node("ReduceL2", ["raw"], ["norm"], keepdims=1, name="l2"),
+            helper.make_node("Div", ["raw", "norm"], [out], name="normalise"),
+        ]
     )
-    module = onnx_to_torch(model)
-    refs = run_ort(model, x)
-    outs = module(torch.from_numpy(x))
-    assert len(outs) == 4
-    for name, out, ref in zip(("sm", "sg", "shp_k", "mp"), outs, refs):
-        assert tuple(out.shape) == ref.shape, name
-        np.testing.assert_allclose(out.numpy(), ref, atol=1e-5, err_msg=name)
-
-
-@pytest.mark.parametrize("opset", [11, 13])
-def test_onnx_interpreter_more_ops_and_opset_semantics(opset):
-    """Ops whose inputs/attributes moved between opsets (axes as attribute or input, Softmax's axis)."""
-    rng = np.random.default_rng(2)
-    x = rng.normal(size=(2, 3, 4, 5)).astype(np.float32)
-    f32 = np.float32
-    n = helper.make_node
-    inits = [
-        const("a", rng.normal(size=(4, 3)).astype(f32)),
-        const("bias", rng.normal(size=(1, 4)).astype(f32)),
-        const("shape", np.array([2, 3], np.int64)),
-        const("rstarts", np.array([-1], np.int64)),
-        const("rends", np.array([-100], np.int64)),
-        const("raxes", np.array([3], np.int64)),
-        const("rsteps", np.array([-2], np.int64)),
-        const("pads", np.array([0, 0, 1, 0, 0, 0, 0, 2], np.int64)),
-        const("pv", np.array(0.5, f32)),
-    ]
-    axes_in = opset >= 13
-    if axes_in:
-        inits += [const("ax1", np.array([1], np.int64)), const("ax23", np.array([2, 3], np.int64))]
-    nodes = [
-        n(
-            "ReduceSum",
-            ["x", "ax23"] if axes_in else ["x"],
-            ["rs"],
-            keepdims=0,
-            **({} if axes_in else {"axes": [2, 3]}),
-        ),
-        n("Gemm", ["rs", "a", "bias"], ["g"], transB=1, alpha=0.5, beta=2.0),  # (2, 3) @ (4, 3)^T -> (2, 4)
-        n("Softmax", ["x"], ["sm"], axis=1),  # opset 11: over the flattened dims 1..3, opset 13: over dim 1
-        n("Unsqueeze", ["rs", "ax1"] if axes_in else ["rs"], ["us"], **({} if axes_in else {"axes": [1]})),
-        n("Squeeze", ["us", "ax1"] if axes_in else ["us"], ["sq"], **({} if axes_in else {"axes": [1]})),
-        n("ConstantOfShape", ["shape"], ["cs"], value=numpy_helper.from_array(np.array([1.5], f32))),
-        n("Max", ["sq", "cs", "cs"], ["mx"]),
-        n("Slice", ["x", "rstarts", "rends", "raxes", "rsteps"], ["rsl"]),
-        n("Pad", ["rsl", "pads", "pv"], ["pd"], mode="constant"),
-        n("Abs", ["pd"], ["ab"]),
-        n("Sqrt", ["ab"], ["sr"]),
-        n("Tanh", ["sr"], ["th"]),
-        n("Dropout", ["th"], ["dr"]),
-        n("Identity", ["dr"], ["idn"]),
-        n("GlobalMaxPool", ["idn"], ["gmp"]),
-        n("Flatten", ["x"], ["fl2"], axis=2),
-        n("Relu", ["fl2"], ["rl"]),
-        n("Exp", ["rl"], ["ex"]),
-        n("Neg", ["ex"], ["ng"]),
-    ]
-    outputs = ["g", "sm", "mx", "gmp", "ng"]
-    model = make_model(
-        nodes,
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 3, 4, 5])],
-        [helper.make_tensor_value_info(o, TensorProto.FLOAT, None) for o in outputs],
-        inits,
-        opset=opset,
-        check=False,
-    )
-    refs = run_ort(model, x)
-    outs = onnx_to_torch(model)(torch.from_numpy(x))
-    for name, out, ref in zip(outputs, outs, refs):
-        assert tuple(out.shape) == ref.shape, name
-        np.testing.assert_allclose(out.numpy(), ref, atol=1e-5, rtol=1e-5, err_msg=name)
-
-
-def test_onnx_unsupported_op_names_op_and_node():
-    model = make_model(
-        [
-            helper.make_node("Relu", ["x"], ["r"], name="ok"),
-            helper.make_node("Resize", ["r", "", "sc"], ["y"], name="upsample_7", mode="nearest"),
-        ],
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 1, 2, 2])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
-        [const("sc", np.array([1, 1, 2, 2], np.float32))],
-        check=False,
-    )
-    with pytest.raises(NotImplementedError, match=r"Resize \(node 'upsample_7'\)"):
-        onnx_to_torch(model)
+    with pytest.raises(ValueError, match=r"the ONNX model.*continues with ReduceL2 \(node 'l2'\)"):
+        OnnxArcFaceEncoder.from_onnx(model)
+    # a convolution that IResNet does not have
+    model = onnx.load_from_string(r18_onnx)
+    conv = next(n for n in model.graph.node if n.op_type == "Conv")
+    next(a for a in conv.attribute if a.name == "strides").ints[:] = [2, 2]
+    with pytest.raises(ValueError, match=r"Conv \(node '/conv1/Conv'\) for conv1 has .*strides"):
+        OnnxArcFaceEncoder.from_onnx(model)
+    monkeypatch.setitem(sys.modules, "onnx", None)
+    with pytest.raises(ImportError, match=r"authface\[onnx\]"):
+        OnnxArcFaceEncoder.from_onnx(r18_onnx)
 
 
 # ----------------------------------------------------------------------------- dlib judge

@@ -19,6 +19,7 @@ import pytest
 import torch
 from torch import nn
 
+from authface.imaging import gaussian_window
 from authface.models import quality as Q
 from authface.models.quality import (
     NIQEParams,
@@ -29,6 +30,7 @@ from authface.models.quality import (
     SharpnessScorer,
     create_quality_scorer,
 )
+from authface.models.quality import niqe as N
 
 
 def _t(img: np.ndarray) -> torch.Tensor:
@@ -243,11 +245,11 @@ def test_aggd_fit_matches_basicsr_formula_and_has_inverse_gradient():
         assert float(a[i]) == pytest.approx(ra, abs=1e-12)  # the same grid point
         assert float(bl[i]) == pytest.approx(rbl, rel=1e-10) and float(br[i]) == pytest.approx(rbr, rel=1e-10)
     # d alpha / d rho equals the slope of the inverse of r(alpha) measured on the grid
-    gam, r = Q._aggd_grid_np()
+    gam, r = N._aggd_grid_np()
     assert np.all(np.diff(r) > 0)  # r is increasing: argmin == nearest neighbour
     for i in (800, 1800, 3000, 6000):
         rho = torch.tensor([r[i]], dtype=torch.float64, requires_grad=True)
-        alpha = Q._AGGDShape.apply(rho)
+        alpha = N._AGGDShape.apply(rho)
         assert float(alpha.detach()) == pytest.approx(gam[i])
         (g,) = torch.autograd.grad(alpha.sum(), rho)
         slope = (gam[i + 5] - gam[i - 5]) / (r[i + 5] - r[i - 5])
@@ -258,7 +260,7 @@ def test_mscn_matches_scipy_and_known_properties():
     from scipy.ndimage import convolve
 
     rng = np.random.default_rng(2)
-    w = Q.gaussian_window()
+    w = gaussian_window()
     assert w.shape == (7, 7) and w.sum() == pytest.approx(1.0)
     y = np.clip(rng.normal(128, 30, (128, 160)), 0, 255).round()
     mu = convolve(y, w, mode="nearest")
@@ -278,13 +280,13 @@ def test_mscn_matches_scipy_and_known_properties():
 
 
 def test_matlab_half_resize_matrix():
-    m = Q._imresize_half_matrix(20)
+    m = N._imresize_half_matrix(20)
     assert m.shape == (10, 20)
     np.testing.assert_allclose(m.sum(1), 1.0, atol=1e-12)
     ramp = np.arange(1, 21, dtype=np.float64)
     # bicubic reproduces linear functions: output i (1-based) samples the ramp at 2i - 0.5 away from borders
     np.testing.assert_allclose((m @ ramp)[2:-2], 2 * np.arange(3, 9) - 0.5, atol=1e-12)
-    assert Q._imresize_half_matrix(7).shape == (4, 7)
+    assert N._imresize_half_matrix(7).shape == (4, 7)
 
 
 @pytest.fixture(scope="module")
@@ -342,7 +344,7 @@ def test_niqe_errors(tmp_path, pristine_params):
     with pytest.raises(ValueError, match="1 usable block"):
         scorer.raw(torch.rand(1, 3, 100, 100))  # one block: no covariance
     with pytest.raises(ValueError, match="36"):
-        NIQEParams(np.zeros(10), np.eye(36), Q.gaussian_window())
+        NIQEParams(np.zeros(10), np.eye(36), gaussian_window())
 
 
 @pytest.mark.skipif(

