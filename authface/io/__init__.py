@@ -12,7 +12,7 @@ Only numpy and Pillow are imported at import time; OpenCV and torch are imported
 
 from .convert import as_rgb_alpha, numpy_to_tensor, tensor_to_numpy, to_uint8
 from .discover import discover_inputs
-from .read import DEFAULT_MAX_PIXELS, IMAGE_EXTENSIONS, ImageReadError, LoadedImage, read_image
+from .read import DEFAULT_MAX_PIXELS, IMAGE_EXTENSIONS, ImageReadError, LoadedImage, read_image, sha256_file
 from .write import (
     WRITABLE_EXTENSIONS,
     JsonlLine,
@@ -45,6 +45,7 @@ __all__ = [
     "read_image",
     "read_jsonl",
     "repair_jsonl_tail",
+    "sha256_file",
     "tensor_to_numpy",
     "to_uint8",
     "write_bytes",

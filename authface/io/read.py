@@ -541,3 +541,14 @@ def read_image(path: str | os.PathLike[str], max_pixels: int = DEFAULT_MAX_PIXEL
             raise ImageReadError(path, f"unsupported image mode {image.mode!r}: {exc}") from None
 
     return LoadedImage(rgb=rgb, alpha=alpha, path=path, format=fmt, notes=notes, icc_profile=icc)
+
+
+def sha256_file(path: str | os.PathLike[str], chunk: int = 1 << 20) -> str:
+    """Hex SHA-256 of a file's bytes, read in ``chunk``-byte pieces (checksums, cache keys)."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(chunk), b""):
+            digest.update(block)
+    return digest.hexdigest()

@@ -9,7 +9,6 @@ sha256: next to the file when its folder is writable, else in ``$XDG_CACHE_HOME/
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 from pathlib import Path
@@ -18,8 +17,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from authface.io import write_bytes
-
+from ..io import sha256_file, write_bytes
 from .arcface import ArcFaceEncoder, require_file
 from .iresnet import IResNet, check_state_dict
 from .iresnet_onnx import ONNX_WEIGHTS_HINT, ConvertedIResNet, convert_onnx_to_iresnet
@@ -32,15 +30,6 @@ _CACHE_FORMAT = "authface-iresnet-from-onnx/1"
 
 
 # ============================================================================ cache of converted weights
-
-
-def _sha256(path: Path) -> str:
-    """Hex sha256 of a file, read in 1 MiB chunks (the cache key of its converted weights)."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _cache_paths(onnx_path: Path, sha: str) -> list[Path]:
@@ -101,7 +90,7 @@ def _writable(folder: Path) -> bool:
 
 def _load_or_convert(onnx_path: Path) -> ConvertedIResNet:
     """The IResNet of the ONNX file at ``onnx_path``, from the cache when present, else converted and cached."""
-    sha = _sha256(onnx_path)
+    sha = sha256_file(onnx_path)
     candidates = _cache_paths(onnx_path, sha)
     for path in candidates:
         conv = _load_converted(path, sha)
