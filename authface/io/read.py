@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import io
 import logging
 import os
 import stat
@@ -21,7 +20,9 @@ from pathlib import Path
 from typing import IO, Any
 
 import numpy as np
-from PIL import Image, ImageCms, ImageFile, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
+
+from .modes import finish, float_to_uint8, gray_to_rgb, int_to_uint8, raw_modes, to_rgb_alpha
 
 logger = logging.getLogger(__name__)
 
@@ -208,131 +209,7 @@ def _frame_note(fmt: str, n_frames: int) -> str:
     return f"animated: first of {n_frames} frames used"
 
 
-def _rawmodes(im: Image.Image) -> list[str]:
-    """Raw modes of the undecoded tiles (tells e.g. 16-bit PNG/TIFF apart)."""
-    out: list[str] = []
-    for tile in getattr(im, "tile", None) or ():
-        args = tile[3] if len(tile) > 3 else None
-        if isinstance(args, tuple) and args and isinstance(args[0], str):
-            out.append(args[0])
-        elif isinstance(args, str):
-            out.append(args)
-    return out
-
-
-def _float_to_uint8(arr: np.ndarray, what: str) -> tuple[np.ndarray, str]:
-    """Floats: [0, 1] data is scaled by 255; anything else is taken as 0-255
-    data and clipped.  NaN becomes 0."""
-    a = np.nan_to_num(arr.astype(np.float64, copy=False), nan=0.0, posinf=0.0, neginf=0.0)
-    lo = float(a.min()) if a.size else 0.0
-    hi = float(a.max()) if a.size else 0.0
-    if lo >= 0.0 and hi <= 1.0:
-        return np.rint(a * 255.0).astype(np.uint8), f"{what} scaled from [0, 1] to 8-bit"
-    out = np.rint(np.clip(a, 0.0, 255.0)).astype(np.uint8)
-    return out, f"{what} (range {lo:g}..{hi:g}) clipped to [0, 255]"
-
-
-def _int_to_uint8(arr: np.ndarray, what: str) -> tuple[np.ndarray, str | None]:
-    """Integer data wider than 8 bit (mode "I", OpenCV int images).
-
-    Data already within 0..255 is kept as is; otherwise it is taken as 16-bit
-    data: clipped to 0..65535 and shifted right by 8."""
-    a = arr.astype(np.int64, copy=False)
-    lo = int(a.min()) if a.size else 0
-    hi = int(a.max()) if a.size else 0
-    if lo >= 0 and hi <= 255:
-        return a.astype(np.uint8), None
-    out = (np.clip(a, 0, 65535) >> 8).astype(np.uint8)
-    return out, f"{what} (range {lo}..{hi}) treated as 16-bit and scaled to 8-bit"
-
-
-def _gray_to_rgb(gray: np.ndarray) -> np.ndarray:
-    return np.repeat(gray[:, :, None], 3, axis=2)
-
-
-def _icc_colour_space(icc: bytes | None) -> bytes | None:
-    if icc and len(icc) >= 20:
-        return icc[16:20]
-    return None
-
-
-def _cmyk_to_rgb(im: Image.Image, icc: bytes | None, notes: list[str]) -> Image.Image:
-    if icc and _icc_colour_space(icc) == b"CMYK":
-        try:
-            src = ImageCms.ImageCmsProfile(io.BytesIO(icc))
-            dst = ImageCms.createProfile("sRGB")
-            out = ImageCms.profileToProfile(im, src, dst, outputMode="RGB")
-            if out is not None:
-                notes.append("CMYK converted to sRGB using the embedded ICC profile")
-                return out
-        except (ImageCms.PyCMSError, OSError, ValueError) as exc:
-            logger.debug("ICC CMYK conversion failed (%s); using plain conversion", exc)
-    notes.append("CMYK converted to RGB")
-    return im.convert("RGB")
-
-
-def _to_rgb_alpha(
-    im: Image.Image, icc: bytes | None, rawmodes: list[str], notes: list[str]
-) -> tuple[np.ndarray, np.ndarray | None, bytes | None]:
-    """Convert a loaded Pillow image of any mode to (uint8 RGB, alpha, icc)."""
-    mode = im.mode
-    alpha: np.ndarray | None = None
-    if any(";16" in r for r in rawmodes) and mode in ("RGB", "RGBA", "LA"):
-        notes.append("16-bit per channel scaled to 8-bit")
-
-    if mode == "RGB":
-        rgb = np.asarray(im)
-    elif mode in ("RGBA", "RGBa", "PA", "La", "LA") or (mode == "P" and "transparency" in im.info):
-        if mode in ("LA", "La"):
-            la = np.asarray(im.convert("LA") if mode == "La" else im)
-            rgb, alpha = _gray_to_rgb(la[:, :, 0]), la[:, :, 1]
-            notes.append("grayscale with alpha converted to RGB + alpha")
-        else:
-            rgba = np.asarray(im if mode == "RGBA" else im.convert("RGBA"))
-            rgb, alpha = rgba[:, :, :3], rgba[:, :, 3]
-            if mode in ("P", "PA"):
-                notes.append("palette with transparency converted to RGB + alpha")
-    elif mode == "P":
-        rgb = np.asarray(im.convert("RGB"))
-        notes.append("palette converted to RGB")
-    elif mode in ("L", "1"):
-        gray = np.asarray(im.convert("L") if mode == "1" else im)
-        rgb = _gray_to_rgb(gray)
-        notes.append("1-bit converted to RGB" if mode == "1" else "grayscale converted to RGB")
-    elif mode.startswith("I;16"):
-        gray16 = np.asarray(im).astype(np.uint16)
-        rgb = _gray_to_rgb((gray16 >> 8).astype(np.uint8))
-        notes.append("16-bit grayscale scaled to 8-bit")
-    elif mode == "I" or mode.startswith("I;"):
-        gray, note = _int_to_uint8(np.asarray(im), "32-bit integer grayscale")
-        rgb = _gray_to_rgb(gray)
-        notes.append(note or "32-bit integer grayscale converted to 8-bit")
-    elif mode == "F" or mode.startswith("F;"):
-        gray, note = _float_to_uint8(np.asarray(im), "32-bit float grayscale")
-        rgb = _gray_to_rgb(gray)
-        notes.append(note)
-    elif mode == "CMYK":
-        rgb = np.asarray(_cmyk_to_rgb(im, icc, notes))
-        icc = None  # the output is sRGB now; the CMYK profile no longer applies
-    else:  # YCbCr, LAB, HSV, RGBX, ... : Pillow knows how
-        rgb = np.asarray(im.convert("RGB"))
-        notes.append(f"{mode} converted to RGB")
-
-    if icc is not None and _icc_colour_space(icc) != b"RGB ":
-        space = (_icc_colour_space(icc) or b"?").decode("ascii", "replace").strip()
-        notes.append(f"embedded {space or 'non-RGB'} ICC profile dropped (output is RGB)")
-        icc = None
-    return rgb, alpha, icc
-
-
-def _finish(arr: np.ndarray) -> np.ndarray:
-    out = np.ascontiguousarray(arr, dtype=np.uint8)
-    if not out.flags.writeable:  # e.g. np.asarray(PIL image) is a read-only view
-        out = out.copy()
-    return out
-
-
-def _decode_with_cv2(
+def decode_with_cv2(
     data: bytes, path: Path, kind: str, max_pixels: int, why: str
 ) -> tuple[np.ndarray, np.ndarray | None, list[str]] | None:
     """Fallback decoder (OpenCV) for PNG/TIFF variants Pillow cannot decode,
@@ -355,18 +232,18 @@ def _decode_with_cv2(
         arr = (arr >> 8).astype(np.uint8)
         notes.append("16-bit per channel scaled to 8-bit")
     elif np.issubdtype(arr.dtype, np.floating):
-        arr, note = _float_to_uint8(arr, "floating-point data")
+        arr, note = float_to_uint8(arr, "floating-point data")
         notes.append(note)
     elif arr.dtype != np.uint8:
-        arr, note = _int_to_uint8(arr, f"{arr.dtype} data")
+        arr, note = int_to_uint8(arr, f"{arr.dtype} data")
         if note:
             notes.append(note)
     alpha = None
     if arr.ndim == 2:
-        rgb = _gray_to_rgb(arr)
+        rgb = gray_to_rgb(arr)
         notes.append("grayscale converted to RGB")
     elif arr.shape[2] == 1:
-        rgb = _gray_to_rgb(arr[:, :, 0])
+        rgb = gray_to_rgb(arr[:, :, 0])
         notes.append("grayscale converted to RGB")
     elif arr.shape[2] == 3:
         rgb = arr[:, :, ::-1]
@@ -374,7 +251,7 @@ def _decode_with_cv2(
         rgb, alpha = arr[:, :, 2::-1], arr[:, :, 3]
     else:
         return None
-    return _finish(rgb), (None if alpha is None else _finish(alpha)), notes
+    return finish(rgb), (None if alpha is None else finish(alpha)), notes
 
 
 _warned_truncated = False
@@ -449,7 +326,7 @@ def read_image(path: str | os.PathLike[str], max_pixels: int = DEFAULT_MAX_PIXEL
                 data = path.read_bytes()
             except OSError:
                 return None
-            decoded = _decode_with_cv2(data, path, kind, max_pixels, why)
+            decoded = decode_with_cv2(data, path, kind, max_pixels, why)
             if decoded is None:
                 return None
             rgb, alpha, notes = decoded
@@ -500,7 +377,7 @@ def read_image(path: str | os.PathLike[str], max_pixels: int = DEFAULT_MAX_PIXEL
                 im.seek(0)
                 notes.append(_frame_note(fmt, n_frames))
             icc = im.info.get("icc_profile") or None
-            rawmodes = _rawmodes(im)
+            rawmodes = raw_modes(im)
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", Image.DecompressionBombWarning)
                 im.load()  # LOAD_TRUNCATED_IMAGES is False: truncation raises
@@ -532,9 +409,9 @@ def read_image(path: str | os.PathLike[str], max_pixels: int = DEFAULT_MAX_PIXEL
                 )
 
         try:
-            rgb, alpha, icc = _to_rgb_alpha(image, icc, rawmodes, notes)
-            rgb = _finish(rgb)
-            alpha = None if alpha is None else _finish(alpha)
+            rgb, alpha, icc = to_rgb_alpha(image, icc, rawmodes, notes)
+            rgb = finish(rgb)
+            alpha = None if alpha is None else finish(alpha)
         except MemoryError:
             raise ImageReadError(path, f"not enough memory to decode {width}x{height} image") from None
         except Exception as exc:
