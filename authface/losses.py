@@ -26,8 +26,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .config import TimeWeightMode, choices
+
 FACIAL_REGIONS = ("left_eye", "right_eye", "mouth")
-WEIGHT_MODES = ("logit_normal", "constant", "off")
+"""The regions the facial loss compares by default (the config's ``facial.regions``)."""
+WEIGHT_MODES = choices(TimeWeightMode)
+"""``logit_normal``, ``constant``, ``off``: the names of :data:`authface.config.TimeWeightMode`."""
 
 
 def normalized_time(timesteps: torch.Tensor, num_train_timesteps: int) -> torch.Tensor:
@@ -43,7 +47,11 @@ def logit_normal_density(u: torch.Tensor, m: float = 0.0, s: float = 1.0) -> tor
 
 
 def time_weight(
-    timesteps: torch.Tensor, num_train_timesteps: int, mode: str = "logit_normal", m: float = 0.0, s: float = 1.0
+    timesteps: torch.Tensor,
+    num_train_timesteps: int,
+    mode: TimeWeightMode = "logit_normal",
+    m: float = 0.0,
+    s: float = 1.0,
 ) -> torch.Tensor:
     """w(t) per sample (B,): the logit-normal density of normalised time, 1 (constant) or 0 (off)."""
     if mode == "logit_normal":
@@ -128,7 +136,7 @@ class FacialFeatureLoss(nn.Module):
     def __init__(
         self,
         num_train_timesteps: int = 1000,
-        weight_mode: str = "logit_normal",
+        weight_mode: TimeWeightMode = "logit_normal",
         m: float = 0.0,
         s: float = 1.0,
         recon_weight: float = 1.0,
@@ -145,7 +153,9 @@ class FacialFeatureLoss(nn.Module):
         self.recon_weight, self.style_weight, self.gan_weight = recon_weight, style_weight, gan_weight
         self.regions, self.crop_size = tuple(regions), crop_size
         self.discriminators = (
-            nn.ModuleDict({r: RegionDiscriminator(latent_channels) for r in self.regions}) if gan_weight > 0 else None
+            nn.ModuleDict({r: RegionDiscriminator(latent_channels) for r in self.regions})
+            if gan_weight > 0
+            else None
         )
 
     def weight(self, timesteps: torch.Tensor) -> torch.Tensor:
@@ -172,9 +182,13 @@ class FacialFeatureLoss(nn.Module):
                 style[:, i] = sum((gram(a) - gram(c)).abs().mean(dim=(1, 2)) for a, c in zip(fp, ft))
                 gan[:, i] = F.softplus(-logits).mean(dim=(1, 2, 3))  # non-saturating generator loss
             else:
-                style[:, i] = (gram(latent_texture_features(p)) - gram(latent_texture_features(t))).abs().mean((1, 2))
+                style[:, i] = (
+                    (gram(latent_texture_features(p)) - gram(latent_texture_features(t))).abs().mean((1, 2))
+                )
         per_sample = (
-            self.recon_weight * recon.mean(1) + self.style_weight * style.mean(1) + self.gan_weight * gan.mean(1)
+            self.recon_weight * recon.mean(1)
+            + self.style_weight * style.mean(1)
+            + self.gan_weight * gan.mean(1)
         )
         total = (w * per_sample).mean()
         parts = {
@@ -199,8 +213,3 @@ class FacialFeatureLoss(nn.Module):
             fake, _ = d(pred[:, i])
             loss = loss + F.softplus(-real).mean() + F.softplus(fake).mean()
         return loss / len(self.regions)
-
-
-def region_boxes_latent(regions: dict, names: Sequence[str], vae_scale_factor: int) -> torch.Tensor:
-    """Manifest region boxes (pixels of the crop) -> (R, 4) float boxes on the latent grid."""
-    return torch.tensor([[v / vae_scale_factor for v in regions[n]] for n in names], dtype=torch.float32)

@@ -31,9 +31,10 @@ and the end of the run (saving the model folder) fall outside the intervals and 
 added to authface/ for this; the optimiser the hook sees also gives the number of trainable parameters of every
 variant, printed as a check that they train the same set.
 
-``--full`` replaces ``authface.training.load_components`` by a builder of SD 1.5-sized RANDOM components
-(``bench_pipeline.full_components``; nothing is downloaded) and ``authface.training._save`` by a no-op (it would write
-a ~5 GB model folder per run); the loop itself is untouched. Peak memory: ``torch.cuda.max_memory_allocated`` over
+``--full`` passes ``train(cfg, build_components=..., save_model=False)``: a builder of SD 1.5-sized RANDOM
+components (``bench_pipeline.full_components``; nothing is downloaded) instead of
+``authface.training.load_components``, and no model folder at the end (it would write ~5 GB per run); the loop
+itself is untouched. Peak memory: ``torch.cuda.max_memory_allocated`` over
 the whole run (weights, optimiser state and activations).
 
 Helpers reused from ``bench_pipeline.py`` (imported, not copied): ``print_header``, ``print_footer``,
@@ -52,10 +53,8 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 
 import argparse  # noqa: E402
-import contextlib  # noqa: E402
 import functools  # noqa: E402
 import gc  # noqa: E402
-import json  # noqa: E402
 import logging  # noqa: E402
 import statistics  # noqa: E402
 import sys  # noqa: E402
@@ -197,23 +196,6 @@ def component_builder(args, device: torch.device):
     return build
 
 
-@contextlib.contextmanager
-def patched_training(args, device: torch.device):
-    """--full only: random full-size components instead of a download, and no 5 GB model folder per run."""
-    import authface.training as training
-
-    if not args.full:
-        yield
-        return
-    saved = training.load_components, training._save
-    training.load_components = component_builder(args, device)
-    training._save = lambda *a, **k: None
-    try:
-        yield
-    finally:
-        training.load_components, training._save = saved
-
-
 # ---------------------------------------------------------------------------------------------- (c)
 def diffusers_loop(cfg, build_components, device: torch.device, losses: list) -> None:
     """The train_controlnet.py-style loop (minimal, no accelerate) on our components, data and parameter set."""
@@ -222,8 +204,8 @@ def diffusers_loop(cfg, build_components, device: torch.device, losses: list) ->
     from diffusers.optimization import get_scheduler
     from peft import LoraConfig
 
+    from authface.data import read_manifest
     from authface.data.dataset import FaceRestorationDataset
-    from authface.data.prepare import read_manifest
     from authface.models.quality_prior import add_quality_prior, quality_labels
 
     set_seed(cfg.seed)
@@ -318,8 +300,13 @@ def diffusers_loop(cfg, build_components, device: torch.device, losses: list) ->
 
 # ---------------------------------------------------------------------------------------------- one run
 def run_variant(args, device, dataset: Path, tmp: Path, variant: str, gc_on: bool, tag: str,
-                on_step=None) -> Run:  # fmt: skip
-    from authface.training import train
+                on_step=None, build=None) -> Run:  # fmt: skip
+    """One run of ``variant``; ``build``: the components builder (default :func:`component_builder`'s).
+
+    --full: random full-size components instead of a download, and no 5 GB model folder per run."""
+    from authface.training import TRAIN_LOG, read_losses, train
+
+    build = build or component_builder(args, device)
 
     out = tmp / f"run-{tag}"
     cfg, _ = make_cfg(args, dataset, out, variant, gc_on)
@@ -329,12 +316,12 @@ def run_variant(args, device, dataset: Path, tmp: Path, variant: str, gc_on: boo
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats(device)
     losses: list = []
-    with StepClock(device, on_step) as clock, patched_training(args, device):
+    with StepClock(device, on_step) as clock:
         t0 = time.perf_counter()
         if variant == C:
-            diffusers_loop(cfg, component_builder(args, device), device, losses)
+            diffusers_loop(cfg, build, device, losses)
         else:
-            train(cfg)
+            train(cfg, build_components=build, save_model=not args.full)
         _sync(device)
         t1 = time.perf_counter()
     if device.type == "cuda":
@@ -347,16 +334,15 @@ def run_variant(args, device, dataset: Path, tmp: Path, variant: str, gc_on: boo
     if variant == C:
         run.losses = [float(x) for x in losses]
     else:
-        log = out / "train_log.jsonl"
-        run.losses = [json.loads(line)["loss"] for line in log.read_text().splitlines() if line.strip()]
+        run.losses = read_losses(out / TRAIN_LOG)
     return run
 
 
 def data_time(args, dataset: Path, batches: int) -> float:
     """Seconds per batch to read + degrade + collate with the same Dataset / DataLoader settings."""
     from authface.config import TrainConfig, load_config
+    from authface.data import read_manifest
     from authface.data.dataset import FaceRestorationDataset
-    from authface.data.prepare import read_manifest
 
     cfg = load_config(
         TrainConfig, args.config, [f"data.dataset={dataset}", f"data.resolution={args.resolution}"]
@@ -382,7 +368,6 @@ def data_time(args, dataset: Path, batches: int) -> float:
 # ---------------------------------------------------------------------------------------------- breakdown
 def breakdown(args, device, dataset: Path, tmp: Path, variant: str, gc_on: bool) -> tuple[dict, float]:
     """One instrumented run: ({region path: mean seconds per step}, mean step seconds) over the steps after --skip."""
-    import authface.training as training
     from authface.data.dataset import FaceRestorationDataset
     from authface.losses import FacialFeatureLoss
 
@@ -407,7 +392,6 @@ def breakdown(args, device, dataset: Path, tmp: Path, variant: str, gc_on: bool)
     rt.wrap(torch.Tensor, "backward", "backward")
     rt.wrap(torch.nn.utils, "clip_grad_norm_", "clip_grad_norm_")
     rt.wrap(torch.optim.AdamW, "step", "optimizer step")
-    saved = training.load_components
     try:
         if variant == C:
             cfg, _ = make_cfg(args, dataset, tmp / "run-breakdown-c", C, gc_on)
@@ -415,13 +399,10 @@ def breakdown(args, device, dataset: Path, tmp: Path, variant: str, gc_on: bool)
                 diffusers_loop(cfg, instrumented, device, [])
             wall, _ = clock.intervals(args.skip)
         else:
-            with patched_training(args, device):
-                training.load_components = instrumented
-                wall = run_variant(
-                    args, device, dataset, tmp, variant, gc_on, f"breakdown-{variant[1]}", on_step
-                ).wall
+            wall = run_variant(
+                args, device, dataset, tmp, variant, gc_on, f"breakdown-{variant[1]}", on_step, instrumented
+            ).wall
     finally:
-        training.load_components = saved
         rt.restore()
     steps = max(1, len(wall))
     return {p: s[1] / steps for p, s in rt.stats.items()}, statistics.fmean(wall)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -16,7 +17,19 @@ from PIL import Image
 
 from authface.config import TrainConfig, load_config
 from authface.data.prepare import ManifestError, PrepareSettings, prepare_dataset
-from authface.training import LORA_WEIGHT_NAME, TrainingDataError, loss_trend, train
+from authface.training import (
+    LATEST,
+    LORA_WEIGHT_NAME,
+    ResumePoint,
+    TrainingDataError,
+    checkpoint_step,
+    list_checkpoints,
+    loss_trend,
+    prune_checkpoints,
+    read_losses,
+    train,
+)
+from authface.training.checkpoints import resolve_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ROOT / "configs" / "train" / "tiny.yaml"
@@ -139,6 +152,13 @@ def test_bad_data_is_reported_by_file(dataset, tmp_path):
         train(load_config(TrainConfig, TINY, [f"output.output_dir={tmp_path / 'r3'}"]))
 
 
+def _free_port() -> int:
+    """A TCP port nobody listens on now (bound to port 0, the OS picks it)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 def test_two_process_cpu_launch_writes_one_checkpoint(dataset, tmp_path):
     """Two CPU processes (DDP over gloo) train, checkpoint once (one RNG state per process) and save once.
 
@@ -146,7 +166,7 @@ def test_two_process_cpu_launch_writes_one_checkpoint(dataset, tmp_path):
     processes are started with torchrun and ``ACCELERATE_USE_CPU=1``; accelerate then runs as MULTI_CPU."""
     out = tmp_path / "ddp"
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "ACCELERATE_USE_CPU": "1"}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29531",
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(_free_port()),
            str(ROOT / "training" / "train.py"), "--config", str(TINY), "--data", str(dataset), "--output", str(out),
            "--set", "optim.max_steps=2", "--set", "output.checkpointing_steps=2",
            "--set", "output.validation_steps=0"]  # fmt: skip
@@ -169,3 +189,55 @@ def test_training_options_run_together(dataset, tmp_path):
     logs = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
     assert len(logs) == 2 and all("facial_gan_d" in r and r["facial_weight"] == 1.0 for r in logs)
     assert not (out / LORA_WEIGHT_NAME).exists() and (out / "controlnet").is_dir()
+
+
+def test_checkpoint_folders_latest_pruning_and_resume_point(tmp_path):
+    for step in (10, 2, 100):
+        (tmp_path / f"checkpoint-{step}").mkdir()
+    (tmp_path / "checkpoint-tmp").mkdir()  # not a checkpoint: ignored
+    (tmp_path / "checkpoint-7").write_text("a file, not a folder")
+    assert [p.name for p in list_checkpoints(tmp_path)] == ["checkpoint-2", "checkpoint-10", "checkpoint-100"]
+    assert resolve_checkpoint(tmp_path, LATEST) == tmp_path / "checkpoint-100"
+    assert resolve_checkpoint(tmp_path / "empty", LATEST) is None
+    with pytest.raises(FileNotFoundError, match="latest"):
+        resolve_checkpoint(tmp_path, str(tmp_path / "checkpoint-5"))
+    assert checkpoint_step(tmp_path / "checkpoint-10") == 10
+    with pytest.raises(ValueError, match="checkpoint-500"):
+        checkpoint_step("checkpoint-tmp")
+    prune_checkpoints(tmp_path, 2)  # room for the one about to be saved: keep the newest limit - 1
+    assert [p.name for p in list_checkpoints(tmp_path)] == ["checkpoint-100"]
+    prune_checkpoints(tmp_path, None)
+    assert [p.name for p in list_checkpoints(tmp_path)] == ["checkpoint-100"]
+    # 4 optimiser steps per epoch, 2 batches each: step 10 is 2 steps (4 batches) into epoch 2
+    assert ResumePoint.at(10, 4, 2) == ResumePoint(global_step=10, first_epoch=2, skip_batches=4)
+    assert ResumePoint() == ResumePoint(0, 0, 0)
+
+
+def test_train_log_reading(tmp_path):
+    log = tmp_path / "train_log.jsonl"
+    log.write_text("".join(json.dumps({"step": i + 1, "loss": v}) + "\n" for i, v in enumerate([4, 3, 2, 1])))
+    assert read_losses(log) == [4.0, 3.0, 2.0, 1.0]
+    assert loss_trend(log, window=2) == (3.5, 1.5)
+    log.write_text(log.read_text() + '{"step": 5, "lo')
+    with pytest.raises(ValueError, match=r"train_log\.jsonl:5"):
+        read_losses(log)
+    with pytest.raises(FileNotFoundError):
+        read_losses(tmp_path / "missing.jsonl")
+
+
+def test_cli_flags_are_config_overrides_and_errors_exit_2(tmp_path, capsys):
+    import argparse
+
+    from authface.cli.train import add_arguments, overrides_from_args, run
+
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    args = parser.parse_args(["--data", "ds", "--output", "out", "--resume-from-checkpoint", "latest",
+                              "--max_steps", "7", "--set", "optim.learning_rate=5e-5"])  # fmt: skip
+    assert overrides_from_args(args) == ["data.dataset=ds", "output.output_dir=out",
+                                         "output.resume_from_checkpoint=latest", "optim.max_steps=7",
+                                         "optim.learning_rate=5e-5"]  # fmt: skip
+    assert run(parser.parse_args(["--config", str(TINY), "--set", "optim.max_stpes=3"])) == 2
+    assert "did you mean 'optim.max_steps'" in capsys.readouterr().err
+    assert run(parser.parse_args(["--config", str(TINY), "--output", str(tmp_path / "o")])) == 2
+    assert "--data" in capsys.readouterr().err

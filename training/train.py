@@ -1,4 +1,4 @@
-"""Fine-tune a face restorer. Glue only: the logic lives in authface.training.
+"""Fine-tune a face restorer. Glue only: arguments in authface.cli.train, the logic in authface.training.
 
     accelerate launch training/train.py --config configs/train/sd15.yaml --data DATASET
     accelerate launch --config_file configs/accelerate/multigpu.yaml training/train.py --config ... --data DATASET
@@ -14,15 +14,15 @@ import sys
 
 
 def main(argv: list[str] | None = None) -> int:
-    from authface.training import add_train_arguments, run_from_args
+    from authface.cli.train import PROG, add_arguments, run
 
-    parser = argparse.ArgumentParser(description="Fine-tune a diffusion face restorer (LoRA + ControlNet).")
-    add_train_arguments(parser)
+    parser = argparse.ArgumentParser(prog=PROG, description="Fine-tune a diffusion face restorer (LoRA + ControlNet).")
+    add_arguments(parser)
     parser.add_argument("-v", "--verbose", action="store_true")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
-                        format="authface-train: %(levelname)s: %(message)s")  # fmt: skip
-    return run_from_args(args)
+                        format=f"{PROG}: %(levelname)s: %(message)s")  # fmt: skip
+    return run(args)
 
 
 if __name__ == "__main__":

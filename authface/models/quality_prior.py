@@ -18,17 +18,29 @@ DEFAULT_QUALITY = 0.9
 
 
 def has_quality_prior(controlnet) -> bool:
-    return getattr(controlnet.config, "class_embed_type", None) == "timestep" and controlnet.class_embedding is not None
+    """Whether ``controlnet`` (a diffusers ``ControlNetModel``) has the quality embedding."""
+    return (
+        getattr(controlnet.config, "class_embed_type", None) == "timestep"
+        and controlnet.class_embedding is not None
+    )
 
 
 def add_quality_prior(controlnet) -> None:
-    """Give ``controlnet`` a zero-initialised quality embedding (in place; no-op if it has one)."""
+    """Give ``controlnet`` a zero-initialised quality embedding (in place; no-op if it has one).
+
+    The embedding's first layer is randomly initialised from the global torch RNG; its last layer is zero.
+
+    Raises:
+        ValueError: the ControlNet has a class embedding of another kind.
+    """
     from diffusers.models.embeddings import TimestepEmbedding
 
     if has_quality_prior(controlnet):
         return
     if controlnet.class_embedding is not None:
-        raise ValueError("this ControlNet already has a class embedding of another kind; cannot add the quality prior")
+        raise ValueError(
+            "this ControlNet already has a class embedding of another kind; cannot add the quality prior"
+        )
     in_dim = controlnet.time_embedding.linear_1.in_features
     out_dim = controlnet.time_embedding.linear_2.out_features
     emb = TimestepEmbedding(in_dim, out_dim)
@@ -39,7 +51,11 @@ def add_quality_prior(controlnet) -> None:
 
 
 def quality_labels(score, batch: int, device, dtype=torch.float32) -> torch.Tensor:
-    """Scores (float or (B,) tensor in [0, 1]) -> ControlNet ``class_labels`` (B,)."""
+    """Scores (float or (B,) tensor in [0, 1]) -> ControlNet ``class_labels`` (B,) in [0, 1000], ``dtype``.
+
+    Raises:
+        ValueError: a score outside [0, 1].
+    """
     score = torch.as_tensor(score, dtype=torch.float32, device=device)
     if score.ndim == 0:
         score = score.expand(batch)

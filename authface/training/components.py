@@ -1,0 +1,122 @@
+"""What is trained: the frozen base (VAE, text encoder, UNet), LoRA on the UNet through peft, a ControlNet on the
+degraded face (initialised from the UNet or loaded to fine-tune) and the image-quality prior in the ControlNet.
+
+Every model is built on CPU in float32; the loop moves them to the accelerator's device.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Sequence
+
+import torch
+
+from ..config import TINY_RANDOM_BASE, OptimConfig, TrainConfig, TrainModelConfig
+
+logger = logging.getLogger(__name__)
+
+
+def tiny_random_components(seed: int) -> dict:
+    """Tiny RANDOM components built in code, for ``model.base: authface-tiny-random`` (tests and smoke runs only).
+
+    This function is the ONLY place in the library that imports :mod:`authface.testing`: the id
+    :data:`authface.config.TINY_RANDOM_BASE` is an explicit option for exercising the whole training loop on CPU in
+    minutes without a download; a model trained from it restores nothing (its output is noise). The import is
+    deferred, so nothing in ``authface.testing`` loads unless this id is asked for.
+
+    Args:
+        seed: seeds the random weights (``torch.manual_seed`` — this draws the global RNG state).
+
+    Returns:
+        dict with ``vae``, ``text_encoder``, ``tokenizer``, ``unet``, ``controlnet``, ``scheduler`` (float32, CPU).
+    """
+    from ..testing.tiny_model import tiny_components
+
+    logger.warning(
+        "model.base=%s: tiny RANDOM components (tests and smoke runs; output is noise)", TINY_RANDOM_BASE
+    )
+    return tiny_components(seed=seed)
+
+
+def load_components(cfg: TrainConfig) -> dict:
+    """The components to train from ``cfg.model`` (and ``cfg.seed`` for the tiny random base).
+
+    Returns:
+        dict with ``vae``, ``text_encoder``, ``tokenizer``, ``unet``, ``controlnet``, ``scheduler`` (the inference
+        scheduler of the base), float32 on CPU. ``controlnet`` is made from the UNet when ``model.controlnet`` is
+        None, else loaded from that hub id, folder or single file.
+
+    Raises:
+        authface.models.loading.ModelNotFoundError, FileNotFoundError, ValueError: from the model loader.
+    """
+    from diffusers import ControlNetModel
+
+    from ..models.loading import load_base_components, load_controlnet
+
+    m = cfg.model
+    if m.base == TINY_RANDOM_BASE:
+        comps = tiny_random_components(cfg.seed)
+    else:
+        comps, _ = load_base_components(m.base, torch.float32, m.single_file_config, m.revision, m.variant)
+    if m.controlnet is None:
+        comps["controlnet"] = ControlNetModel.from_unet(comps["unet"])
+    else:
+        comps["controlnet"] = load_controlnet(m.controlnet, torch.float32, m.single_file_config, m.revision)
+    return comps
+
+
+def add_lora(unet, rank: int, alpha: int, targets: Sequence[str]) -> None:
+    """Add a trainable peft LoRA adapter (Gaussian init) to the attention projections ``targets`` of ``unet``."""
+    from peft import LoraConfig
+
+    config = LoraConfig(r=rank, lora_alpha=alpha, init_lora_weights="gaussian", target_modules=list(targets))
+    unet.add_adapter(config)
+
+
+def configure_trainable(comps: dict, model: TrainModelConfig) -> list[torch.nn.Parameter]:
+    """Freeze ``comps`` (from :func:`load_components`), add what ``model`` trains, return the trainable parameters.
+
+    Trained: LoRA on the UNet (``model.train_lora``), the whole ControlNet (``model.train_controlnet``) or only its
+    quality embedding (``model.quality_prior`` without ``train_controlnet``); gradient checkpointing on both when
+    asked. The parameters come UNet's first, then the ControlNet's. Modifies ``comps["unet"]`` and
+    ``comps["controlnet"]`` in place and draws the global RNG (LoRA and prior initialisation).
+    """
+    from ..models.quality_prior import add_quality_prior
+
+    unet, controlnet = comps["unet"], comps["controlnet"]
+    for module in (comps["vae"], comps["text_encoder"], unet, controlnet):
+        module.requires_grad_(False)
+    if model.train_lora:
+        add_lora(unet, model.lora_rank, model.lora_alpha, model.lora_targets)
+    if model.quality_prior:
+        add_quality_prior(controlnet)
+    if model.train_controlnet:
+        controlnet.requires_grad_(True)
+    elif model.quality_prior:
+        controlnet.class_embedding.requires_grad_(True)
+    if model.gradient_checkpointing:
+        unet.enable_gradient_checkpointing()
+        controlnet.enable_gradient_checkpointing()
+    return [p for m in (unet, controlnet) for p in m.parameters() if p.requires_grad]
+
+
+def is_trained(module: torch.nn.Module) -> bool:
+    """Whether any parameter of ``module`` requires a gradient."""
+    return any(p.requires_grad for p in module.parameters())
+
+
+def make_optimizer(params: Iterable[torch.nn.Parameter], optim: OptimConfig) -> torch.optim.Optimizer:
+    """AdamW (bitsandbytes' 8-bit AdamW with ``optim.adam_8bit`` when installed, else torch's, with a warning)."""
+    if optim.adam_8bit:
+        try:
+            import bitsandbytes as bnb
+
+            return bnb.optim.AdamW8bit(params, lr=optim.learning_rate, weight_decay=optim.weight_decay)
+        except ImportError:
+            logger.warning("optim.adam_8bit: bitsandbytes is not installed; using torch AdamW")
+    return torch.optim.AdamW(params, lr=optim.learning_rate, weight_decay=optim.weight_decay)
+
+
+def weight_dtype(mixed_precision: str) -> torch.dtype:
+    """The dtype of the frozen VAE and text encoder: float16 / bfloat16 under mixed precision, else float32."""
+    return {"fp16": torch.float16, "bf16": torch.bfloat16}.get(mixed_precision, torch.float32)

@@ -1,0 +1,56 @@
+"""The result of a run: an AuthFace model folder (the LoRA fused into its UNet) plus the LoRA alone."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import torch
+
+from .. import io
+
+logger = logging.getLogger(__name__)
+
+LORA_WEIGHT_NAME = "pytorch_lora_weights.safetensors"
+"""The LoRA alone, in diffusers' format: ``StableDiffusionPipeline.load_lora_weights(OUTPUT)`` loads it."""
+TRAIN_CONFIG_NAME = "authface_train.json"
+"""The resolved training config, ``{"config": {...}}``, next to the model."""
+
+
+def assemble_pipeline(accelerator, comps: dict, unet, controlnet):
+    """An :class:`authface.pipeline.AuthFacePipeline` on the frozen ``comps`` and the (unwrapped) trained models,
+    progress bar off; it shares their modules (no copy)."""
+    from ..pipeline import AuthFacePipeline
+
+    pipe = AuthFacePipeline(
+        vae=comps["vae"], text_encoder=comps["text_encoder"], tokenizer=comps["tokenizer"],
+        unet=accelerator.unwrap_model(unet), controlnet=accelerator.unwrap_model(controlnet),
+        scheduler=comps["scheduler"],
+    )  # fmt: skip
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+def save_model_folder(
+    accelerator, comps: dict, unet, controlnet, out: Path, with_lora: bool, config: dict
+) -> None:
+    """Write the model folder ``out`` (``save_pretrained`` layout, safetensors, float32).
+
+    With ``with_lora``, the UNet's LoRA is first saved alone as :data:`LORA_WEIGHT_NAME`, then fused into the UNet
+    and unloaded (the modules are changed in place: call this once, at the end). ``config`` (a plain dict) is
+    saved as :data:`TRAIN_CONFIG_NAME`.
+    """
+    from diffusers.utils import convert_state_dict_to_diffusers
+    from peft.utils import get_peft_model_state_dict
+
+    pipe = assemble_pipeline(accelerator, comps, unet, controlnet)
+    for module in (pipe.unet, pipe.controlnet, pipe.vae, pipe.text_encoder):
+        module.to("cpu", dtype=torch.float32)
+    if with_lora:
+        lora = convert_state_dict_to_diffusers(get_peft_model_state_dict(pipe.unet))
+        type(pipe).save_lora_weights(out, unet_lora_layers=lora, weight_name=LORA_WEIGHT_NAME)
+        pipe.unet.fuse_lora()
+        pipe.unet.unload_lora()
+    pipe.save_pretrained(out, safe_serialization=True)
+    io.write_json(Path(out) / TRAIN_CONFIG_NAME, {"config": config})
+    logger.info("saved the model folder %s (LoRA also alone in %s)", out, LORA_WEIGHT_NAME)

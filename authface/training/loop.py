@@ -1,0 +1,244 @@
+"""The accelerate training loop (CPU, one GPU or many): set up, resume, step, log, checkpoint, validate, save.
+
+One optimiser step = ``optim.gradient_accumulation_steps`` batches. Everything a process writes to disk
+(``train_log.jsonl``, validation grids, the model folder) is written by the main process only; checkpoints are
+collective (one RNG state per process).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .. import io
+from ..config import TrainConfig, to_dict
+from ..losses import FacialFeatureLoss
+from .checkpoints import ResumePoint, load_checkpoint, save_checkpoint
+from .components import configure_trainable, is_trained, load_components, make_optimizer, weight_dtype
+from .data import TrainingData, make_training_data
+from .export import save_model_folder
+from .objective import BatchLosses, DiffusionObjective
+from .tracking import TRAIN_LOG, flat_config, log_step, tracker_name
+from .validation import run_validation
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainingRun:
+    """Everything the loop works with, after ``accelerator.prepare``."""
+
+    cfg: TrainConfig
+    out: Path
+    accelerator: Any
+    tracker: str | None
+    data: TrainingData
+    loader: Any
+    """The prepared loader (shards batches across processes)."""
+    comps: dict
+    """The components from :func:`~.components.load_components` (frozen parts on the device)."""
+    unet: Any
+    """The UNet the step calls: prepared (wrapped) when its LoRA trains."""
+    controlnet: Any
+    """The ControlNet the step calls: prepared when any of its parameters trains."""
+    models: list
+    """The prepared trained models (gradient accumulation and synchronisation run over these)."""
+    trainable: list
+    optimizer: Any
+    lr_scheduler: Any
+    objective: DiffusionObjective
+    disc_optimizer: Any = None
+    ema: Any = None
+
+    @property
+    def steps_per_epoch(self) -> int:
+        """Optimiser steps per epoch (at least 1)."""
+        return max(1, math.ceil(len(self.loader) / self.cfg.optim.gradient_accumulation_steps))
+
+
+def train(
+    cfg: TrainConfig,
+    *,
+    build_components: Callable[[TrainConfig], dict] | None = None,
+    save_model: bool = True,
+) -> Path:
+    """Run the training job described by ``cfg``; returns the output (model) folder ``cfg.output.output_dir``.
+
+    Args:
+        cfg: the resolved config (``authface.config.load_config(TrainConfig, ...)``).
+        build_components: ``cfg -> components`` as :func:`~.components.load_components` returns them (the
+            default); benchmarks pass builders of random full-size models.
+        save_model: write the model folder at the end (benchmarks skip it).
+
+    Raises:
+        TrainingDataError: no dataset, or unreadable images (all named).
+        authface.data.ManifestError: bad manifest records (all named by ``file:line``).
+        FileNotFoundError: ``output.resume_from_checkpoint`` names a missing folder, or a model path is missing.
+        authface.models.loading.ModelNotFoundError: a model id cannot be resolved.
+    """
+    from accelerate.utils import set_seed
+
+    out = Path(cfg.output.output_dir)
+    tracker = tracker_name(cfg.output.log_with, out)
+    accelerator = _make_accelerator(cfg, out, tracker)
+    set_seed(cfg.seed, device_specific=True)
+    data = make_training_data(cfg.data, cfg.facial.regions, cfg.optim.batch_size, cfg.seed)
+    run = _setup(cfg, out, accelerator, tracker, data, (build_components or load_components)(cfg))
+    start = load_checkpoint(accelerator, out, cfg.output.resume_from_checkpoint, run.steps_per_epoch,
+                            cfg.optim.gradient_accumulation_steps)  # fmt: skip
+    if tracker:
+        accelerator.init_trackers("authface", config=flat_config(to_dict(cfg)))
+    if accelerator.is_main_process:
+        out.mkdir(parents=True, exist_ok=True)
+        io.repair_jsonl_tail(out / TRAIN_LOG)  # a killed run may have left half a line
+    _run_epochs(run, start)
+    _finish(run, save_model)
+    return out
+
+
+def _make_accelerator(cfg: TrainConfig, out: Path, tracker: str | None):
+    from accelerate import Accelerator
+    from accelerate.utils import ProjectConfiguration
+
+    return Accelerator(
+        gradient_accumulation_steps=cfg.optim.gradient_accumulation_steps,
+        mixed_precision=cfg.optim.mixed_precision,
+        log_with=tracker,
+        project_config=ProjectConfiguration(project_dir=str(out), logging_dir=str(out / "logs")),
+    )
+
+
+def _setup(cfg: TrainConfig, out: Path, accelerator, tracker: str | None, data: TrainingData,
+           comps: dict) -> TrainingRun:  # fmt: skip
+    """Frozen base + trained parts on the device, the objective, the optimisers, all through accelerate."""
+    from diffusers import DDPMScheduler
+    from diffusers.optimization import get_scheduler
+    from diffusers.training_utils import EMAModel
+
+    device, dtype = accelerator.device, weight_dtype(cfg.optim.mixed_precision)
+    noise_scheduler = DDPMScheduler.from_config(comps["scheduler"].config)
+    trainable = configure_trainable(comps, cfg.model)
+    comps["vae"].to(device, dtype=dtype)
+    comps["text_encoder"].to(device, dtype=dtype)
+    comps["unet"].to(device)
+    comps["controlnet"].to(device)
+    objective = _objective(cfg, comps, noise_scheduler, dtype, device)
+    optimizer = make_optimizer(trainable, cfg.optim)
+    n = accelerator.num_processes
+    lr_scheduler = get_scheduler(cfg.optim.lr_scheduler, optimizer=optimizer,
+                                 num_warmup_steps=cfg.optim.lr_warmup_steps * n,
+                                 num_training_steps=cfg.optim.max_steps * n)  # fmt: skip
+    unet, controlnet = comps["unet"], comps["controlnet"]
+    models = [m for m in (unet, controlnet) if is_trained(m)]
+    prepared = accelerator.prepare(*models, optimizer, data.loader, lr_scheduler)
+    models, (optimizer, loader, lr_scheduler) = list(prepared[: len(models)]), prepared[len(models) :]
+    run = TrainingRun(
+        cfg, out, accelerator, tracker, data, loader, comps,
+        unet=models[0] if cfg.model.train_lora else unet,
+        controlnet=models[-1] if is_trained(controlnet) else controlnet,
+        models=models, trainable=trainable, optimizer=optimizer, lr_scheduler=lr_scheduler, objective=objective,
+    )  # fmt: skip
+    discriminators = objective.facial.discriminators
+    if discriminators is not None:
+        disc_optimizer = torch.optim.AdamW(discriminators.parameters(), lr=cfg.facial.disc_learning_rate)
+        objective.facial.discriminators, run.disc_optimizer = accelerator.prepare(
+            discriminators, disc_optimizer
+        )
+    if cfg.optim.ema:
+        run.ema = EMAModel(trainable, decay=cfg.optim.ema_decay)
+        run.ema.to(device)
+        accelerator.register_for_checkpointing(run.ema)
+    return run
+
+
+def _objective(
+    cfg: TrainConfig, comps: dict, noise_scheduler, dtype: torch.dtype, device
+) -> DiffusionObjective:
+    f = cfg.facial
+    facial = FacialFeatureLoss(
+        noise_scheduler.config.num_train_timesteps, f.mode, f.m, f.s, f.recon_weight, f.style_weight, f.gan_weight,
+        f.regions,
+    ).to(device)  # fmt: skip
+    return DiffusionObjective(
+        comps["vae"], comps["text_encoder"], comps["tokenizer"], noise_scheduler, facial, facial_weight=f.weight,
+        caption_dropout=cfg.data.caption_dropout, min_snr_gamma=cfg.optim.min_snr_gamma,
+        quality_prior=cfg.model.quality_prior, weight_dtype=dtype,
+    )  # fmt: skip
+
+
+def _run_epochs(run: TrainingRun, start: ResumePoint) -> None:
+    """Train from ``start`` until ``optim.max_steps`` optimiser steps are done."""
+    max_steps = run.cfg.optim.max_steps
+    run.unet.train()
+    run.controlnet.train()
+    num_epochs = math.ceil(max_steps / run.steps_per_epoch)
+    step, skip = start.global_step, start.skip_batches
+    for epoch in range(start.first_epoch, num_epochs):
+        if step >= max_steps:
+            break
+        run.data.set_epoch(epoch, run.loader)
+        for batch_index, batch in enumerate(run.loader):
+            if batch_index < skip:  # resuming mid-epoch: the order is the same, so skip what was done
+                continue
+            losses = _optimise(run, batch)
+            if not run.accelerator.sync_gradients:
+                continue
+            step += 1
+            _after_step(run, step, epoch, losses)
+            if step >= max_steps:
+                break
+        skip = 0
+
+
+def _optimise(run: TrainingRun, batch: dict) -> BatchLosses:
+    """Forward, backward and (at the end of an accumulation) the optimiser steps for one batch."""
+    acc, optim = run.accelerator, run.cfg.optim
+    with acc.accumulate(*run.models):
+        losses = run.objective(batch, run.unet, run.controlnet, acc.autocast)
+        acc.backward(losses.loss)
+        if acc.sync_gradients and optim.max_grad_norm:
+            acc.clip_grad_norm_(run.trainable, optim.max_grad_norm)
+        run.optimizer.step()
+        run.lr_scheduler.step()
+        run.optimizer.zero_grad(set_to_none=True)
+        if run.disc_optimizer is not None and run.objective.use_facial:
+            d_loss = run.objective.discriminator_loss(losses)
+            acc.backward(d_loss)
+            run.disc_optimizer.step()
+            run.disc_optimizer.zero_grad(set_to_none=True)
+            losses.parts["facial_gan_d"] = d_loss.detach()
+    return losses
+
+
+def _after_step(run: TrainingRun, step: int, epoch: int, losses: BatchLosses) -> None:
+    """EMA update, the step's log line, and the periodic checkpoint and validation grid."""
+    acc, output = run.accelerator, run.cfg.output
+    if run.ema is not None:
+        run.ema.step(run.trainable)
+    logs = {"loss": float(losses.loss.detach()), "diffusion_loss": float(losses.diffusion_loss.detach()),
+            "lr": run.lr_scheduler.get_last_lr()[0], **{k: float(v) for k, v in losses.parts.items()}}  # fmt: skip
+    log_step(acc, run.out, run.tracker, step, epoch, logs)
+    if step % output.checkpointing_steps == 0:
+        save_checkpoint(acc, run.out, step, output.checkpoints_total_limit)
+    if acc.is_main_process and output.validation_steps and step % output.validation_steps == 0:
+        run_validation(acc, run.comps, run.unet, run.controlnet, run.data.dataset, out=run.out, step=step,
+                       num_faces=output.num_validation, prompt=run.cfg.data.prompt, tracker=run.tracker)  # fmt: skip
+
+
+def _finish(run: TrainingRun, save_model: bool) -> None:
+    """EMA weights into the models, then the model folder (main process), then the trackers' end."""
+    acc = run.accelerator
+    acc.wait_for_everyone()
+    if acc.is_main_process:
+        if run.ema is not None:
+            run.ema.copy_to(run.trainable)
+        if save_model:
+            save_model_folder(acc, run.comps, run.unet, run.controlnet, run.out, run.cfg.model.train_lora,
+                              to_dict(run.cfg))  # fmt: skip
+    acc.end_training()

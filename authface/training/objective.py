@@ -1,0 +1,120 @@
+"""The training objective on one batch: diffusion MSE (ε or v; optional min-SNR-γ weights) plus λ times the
+time-aware latent facial feature loss on the predicted clean latent (:mod:`authface.losses`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+
+from ..losses import FacialFeatureLoss, min_snr_weight
+from ..models.quality_prior import quality_labels
+
+
+@dataclass
+class BatchLosses:
+    """The losses of one batch (``loss`` is the one to back-propagate) and what the discriminators need."""
+
+    loss: torch.Tensor
+    diffusion_loss: torch.Tensor
+    parts: dict[str, torch.Tensor] = field(default_factory=dict)
+    """Detached scalars of the facial loss (``facial_recon``, ``facial_style``, ``facial_weight``, ...)."""
+    pred_x0: torch.Tensor | None = None
+    """(B, 4, R/8, R/8) predicted clean latent, when the facial loss is on."""
+    latents: torch.Tensor | None = None
+    """(B, 4, R/8, R/8) target latent, scaled by ``vae.config.scaling_factor``."""
+    boxes: torch.Tensor | None = None
+    """(B, regions, 4) region boxes on the latent grid."""
+
+
+def predicted_x0(noisy: torch.Tensor, pred: torch.Tensor, alpha_bar: torch.Tensor, prediction_type: str):
+    """The clean latent implied by the model output: ``pred`` is ε (``"epsilon"``) or v (``"v_prediction"``).
+
+    ``alpha_bar``: ᾱ_t per sample, broadcastable to ``noisy`` (e.g. (B, 1, 1, 1)).
+    """
+    if prediction_type == "epsilon":
+        return (noisy - (1 - alpha_bar).sqrt() * pred) / alpha_bar.sqrt()
+    return alpha_bar.sqrt() * noisy - (1 - alpha_bar).sqrt() * pred
+
+
+@dataclass
+class DiffusionObjective:
+    """Computes :class:`BatchLosses` for a batch of the training loader with the frozen VAE and text encoder.
+
+    Batches hold ``hq``/``lq`` ``[-1, 1]`` RGB ``(B, 3, R, R)``, ``caption`` (B strings), ``boxes`` (B, regions, 4)
+    in crop pixels and ``quality`` (B,) in [0, 1]. Random draws (VAE posterior sample, noise, timesteps, caption
+    dropout) use the global RNG, whose state checkpoints save and restore.
+    """
+
+    vae: torch.nn.Module
+    text_encoder: torch.nn.Module
+    tokenizer: object
+    noise_scheduler: object
+    facial: FacialFeatureLoss
+    facial_weight: float
+    """λ; the facial loss is skipped when 0 or when ``facial.weight_mode == "off"``."""
+    caption_dropout: float
+    min_snr_gamma: float | None
+    quality_prior: bool
+    weight_dtype: torch.dtype
+    """dtype of the frozen VAE and text encoder (and of the inputs given to them)."""
+
+    def __post_init__(self) -> None:
+        self.alphas = self.noise_scheduler.alphas_cumprod.to(self.vae.device)
+        self.prediction_type = self.noise_scheduler.config.prediction_type
+        self.vae_factor = 2 ** (len(self.vae.config.block_out_channels) - 1)
+        self.use_facial = self.facial_weight > 0 and self.facial.weight_mode != "off"
+
+    @torch.no_grad()
+    def encode_text(self, captions: list[str]) -> torch.Tensor:
+        """Captions -> text embeddings (B, 77, D) in ``weight_dtype``."""
+        ids = self.tokenizer(captions, padding="max_length", max_length=self.tokenizer.model_max_length,
+                             truncation=True, return_tensors="pt").input_ids.to(self.text_encoder.device)  # fmt: skip
+        return self.text_encoder(ids)[0].to(self.weight_dtype)
+
+    def __call__(self, batch: dict, unet, controlnet, autocast) -> BatchLosses:
+        """The losses of ``batch`` through ``controlnet`` and ``unet`` run under the ``autocast()`` context."""
+        device, dtype = self.vae.device, self.weight_dtype
+        hq = batch["hq"].to(device, dtype=dtype)
+        lq = batch["lq"].to(device, dtype=dtype)
+        b = hq.shape[0]
+        with torch.no_grad():
+            posterior = self.vae.encode(hq).latent_dist
+            latents = (posterior.sample() * self.vae.config.scaling_factor).float()  # (B, 4, R/8, R/8)
+        noise = torch.randn_like(latents)
+        t = torch.randint(0, self.noise_scheduler.config.num_train_timesteps, (b,), device=latents.device)
+        noisy = self.noise_scheduler.add_noise(latents, noise, t)
+        captions = [c if torch.rand(()) >= self.caption_dropout else "" for c in batch["caption"]]
+        embeds = self.encode_text(captions)
+        cn_kwargs = {}
+        if self.quality_prior:
+            cn_kwargs["class_labels"] = quality_labels(batch["quality"].float(), b, latents.device)
+        with autocast():
+            down, mid = controlnet(noisy, t, encoder_hidden_states=embeds, controlnet_cond=(lq + 1) / 2,
+                                   return_dict=False, **cn_kwargs)  # fmt: skip
+            pred = unet(noisy, t, encoder_hidden_states=embeds, down_block_additional_residuals=down,
+                        mid_block_additional_residual=mid, return_dict=False)[0]  # fmt: skip
+        pred = pred.float()
+        if self.prediction_type == "epsilon":
+            target = noise
+        else:
+            target = self.noise_scheduler.get_velocity(latents, noise, t)
+        mse = F.mse_loss(pred, target, reduction="none").mean(dim=(1, 2, 3))  # (B,)
+        if self.min_snr_gamma:
+            mse = mse * min_snr_weight(t, self.alphas, self.min_snr_gamma, self.prediction_type)
+        diffusion_loss = mse.mean()
+        out = BatchLosses(diffusion_loss, diffusion_loss)
+        if self.use_facial:
+            a = self.alphas[t].view(-1, 1, 1, 1).float()
+            out.pred_x0 = predicted_x0(noisy, pred, a, self.prediction_type)
+            out.latents = latents
+            out.boxes = batch["boxes"].to(latents.device) / self.vae_factor  # (B, R, 4) on the latent grid
+            facial_loss, out.parts = self.facial(out.pred_x0, latents, out.boxes, t)
+            out.loss = out.diffusion_loss + self.facial_weight * facial_loss
+        return out
+
+    def discriminator_loss(self, losses: BatchLosses) -> torch.Tensor:
+        """The region discriminators' loss on the batch of ``losses`` (facial loss on, discriminators on)."""
+        return self.facial.discriminator_loss(losses.pred_x0, losses.latents, losses.boxes)
