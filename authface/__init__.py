@@ -13,7 +13,7 @@ _LAZY = {
     "AuthFacePipeline": "authface.pipeline",
     "AuthFacePipelineOutput": "authface.pipeline",
     "FaceRestorer": "authface.restorer",
-    "load_pipeline": "authface.models.loading",
+    "load_pipeline": "authface.pipeline",
     "RestoreConfig": "authface.config",
     "load_config": "authface.config",
 }

@@ -72,12 +72,12 @@ def pipeline_restore_fn(
             generator=[torch.Generator("cpu").manual_seed(s) for s in seeds],
             batch_size=batch_size,
             color_fix=color_fix,
-            guidance=objectives,
-            quality_score=quality_target,
+            objectives=objectives,
+            quality_target=quality_target,
             output_type="np",
         )
         extras = [{"guidance": summarize_guidance(log, final)} if log or final else {}
-                  for log, final in zip(out.guidance_log, out.guidance_final)]  # fmt: skip
+                  for log, final in zip(out.objective_log, out.objective_final)]  # fmt: skip
         return list(out.images), extras
 
     return restore
@@ -103,11 +103,12 @@ def reference_faces(paths: str, detector, crop_size: int, max_pixels: int) -> li
     """
     from . import io
 
-    stage = FaceStage(detector, crop_size, max_faces=1) if detector is not None else None
+    # aligned runs (no detector) take the reference photos as aligned crops too
+    stage = FaceStage(detector, crop_size, max_faces=1, aligned=detector is None)
     crops = []
     for src, _ in io.discover_inputs([paths]):
         img = io.read_image(src, max_pixels=max_pixels)
-        faces = stage.align(img.rgb) if stage else []
+        faces = stage.align(img.rgb)
         if not faces:
             logger.warning("reference %s: no face found; ignored", src)
             continue
@@ -127,11 +128,10 @@ def build_objectives(g, device, detector, crop_size: int, max_pixels: int) -> li
     common = dict(every=g.every, decoder=g.decoder, resolution=g.resolution, normalize=g.normalize)
     out = []
     if g.identity_scale > 0:
-        from .models.identity import load_identity_encoder
+        from .models.identity import identity_encoder_for
 
         kw = {"arch": g.identity_arch} if g.identity_arch else {}
-        kind = "arcface-onnx" if str(g.identity_model).endswith(".onnx") else "arcface"
-        encoder = load_identity_encoder(kind, g.identity_model, **kw)
+        encoder = identity_encoder_for(g.identity_model, **kw)
         encoder = encoder.to(device) if hasattr(encoder, "to") else encoder
         reference = None
         if g.reference:

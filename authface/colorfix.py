@@ -10,7 +10,10 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-COLOR_FIXES = ("none", "wavelet", "adain")
+from .config import ColorFix, choices
+
+#: Colour-fix names (``authface.config.ColorFix``).
+COLOR_FIXES = choices(ColorFix)
 
 
 def adain_color_fix(target: torch.Tensor, source: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
@@ -48,6 +51,8 @@ def wavelet_color_fix(target: torch.Tensor, source: torch.Tensor, levels: int = 
 
 
 def apply_color_fix(method: str | None, target: torch.Tensor, source: torch.Tensor) -> torch.Tensor:
+    """Apply colour fix ``method`` (one of :data:`COLOR_FIXES`, or None = "none") to ``target`` against
+    ``source`` (both (B, 3, H, W), same range). Raises ValueError for an unknown method."""
     if method in (None, "none"):
         return target
     if method == "wavelet":

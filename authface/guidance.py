@@ -4,7 +4,9 @@ The sampler loop knows only :func:`apply_guidance`; which objectives run is the 
 "guidance wraps the model" shape). A guidance object is a scale, an active window over the diffusion time
 (``start``/``stop`` as fractions of the steps run), an ``every``-k-steps option, a space (the latent itself, or
 pixels decoded by the VAE or by a cheaper decoder, optionally at reduced resolution), and an objective J to
-maximise, one value per image.
+maximise, one value per image. Pass them to the pipeline as ``pipe(..., objectives=[...])`` (``guidance_scale`` is
+classifier-free guidance, a different thing); each result's records come back as ``out.objective_log`` and
+``out.objective_final``.
 
 **The correction.** With ε held constant, ``x0 = (x_t - sqrt(1-ā) ε) / sqrt(ā)``, so changing ε by ``-c`` moves
 the predicted clean latent by ``+σ_t c`` with ``σ_t = sqrt((1-ā)/ā)``. Two documented forms:
@@ -27,7 +29,11 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn.functional as F
 
-DECODERS = ("vae", "tiny")
+from .config import FidelitySpace, GuidanceDecoder, choices
+from .imaging import gaussian_blur
+
+#: Decoders pixel-space objectives may decode through (``authface.config.GuidanceDecoder``).
+DECODERS = choices(GuidanceDecoder)
 
 
 @dataclass
@@ -207,8 +213,8 @@ class FidelityGuidance(Guidance):
 
     def __init__(self, scale: float, space: str = "latent", blur: int = 2, sigma: float = 4.0, **kw):
         super().__init__(scale, **kw)
-        if space not in ("latent", "pixel"):
-            raise ValueError(f"fidelity: space must be latent or pixel, got {space!r}")
+        if space not in choices(FidelitySpace):
+            raise ValueError(f"fidelity: space must be one of {', '.join(choices(FidelitySpace))}, got {space!r}")
         self.space, self.blur, self.sigma = space, int(blur), float(sigma)
 
     def objective(self, x0_latent, image, ctx):
@@ -219,8 +225,8 @@ class FidelityGuidance(Guidance):
             a = F.avg_pool2d(x0_latent, k, ceil_mode=True)
             b = F.avg_pool2d(ctx.lq_latents.float(), k, ceil_mode=True)
         else:
-            a = _gaussian_blur(image, self.sigma)
-            b = _gaussian_blur(ctx.lq_at(image.shape[-1]).float(), self.sigma)
+            a = gaussian_blur(image, self.sigma)
+            b = gaussian_blur(ctx.lq_at(image.shape[-1]).float(), self.sigma)
         return -((a - b) ** 2).mean(dim=(1, 2, 3))
 
 
@@ -244,17 +250,6 @@ class ScoreGuidance(Guidance):
             x = F.interpolate(x, size=(self.input_size, self.input_size), mode="bilinear", antialias=True)
         out = self.module(x)
         return self.sign * out.reshape(out.shape[0], -1).mean(-1)
-
-
-def _gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
-    radius = max(1, int(3 * sigma))
-    t = torch.arange(-radius, radius + 1, device=x.device, dtype=x.dtype)
-    k = torch.exp(-(t**2) / (2 * sigma**2))
-    k = (k / k.sum()).view(1, 1, 1, -1).expand(x.shape[1], 1, 1, -1)
-    x = F.pad(x, (radius, radius, 0, 0), mode="reflect")
-    x = F.conv2d(x, k, groups=x.shape[1])
-    x = F.pad(x, (0, 0, radius, radius), mode="reflect")
-    return F.conv2d(x, k.transpose(-1, -2), groups=x.shape[1])
 
 
 # --------------------------------------------------------------------------------------------- the hook

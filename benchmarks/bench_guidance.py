@@ -9,7 +9,7 @@ One ``AuthFacePipeline`` (``color_fix="none"``, ``output_type="pt"``) is called 
 same prompt / negative prompt, strength, steps, CFG scale, ControlNet scale, batch and per-image generators, in four
 variants, interleaved in one process (the order rotates every round) after a warm-up:
 
-- ``plain``: ``guidance=None``;
+- ``plain``: ``objectives=None``;
 - ``guided(tiny decoder)``: ``IdentityGuidance`` (ArcFace IResNet, random weights) + ``QualityGuidance``
   (``SharpnessScorer``), both active in the window [0, ``--window``) of the steps run (default [0, 0.4): 40% of the
   steps), both decoding the predicted clean latent through the pipeline's ``guidance_decoder`` (an
@@ -173,7 +173,8 @@ def build(args, device: torch.device):
     from diffusers import AutoencoderTiny
     from diffusers.utils import logging as diffusers_logging
 
-    from authface.models.identity import ArcFaceEncoder, iresnet
+    from authface.models.arcface import ArcFaceEncoder
+    from authface.models.iresnet import iresnet
     from authface.models.quality import SharpnessScorer
     from authface.pipeline import AuthFacePipeline
     from authface.testing.tiny_model import tiny_components
@@ -256,7 +257,7 @@ class GuidanceCase(OverheadCase):
         return self.ours(
             image=self.image_pm1, prompt=PROMPT, negative_prompt=NEGATIVE_PROMPT, num_inference_steps=self.steps,
             strength=a.strength, guidance_scale=a.cfg, controlnet_conditioning_scale=a.controlnet_scale,
-            generator=self._generators(), batch_size=self.batch, color_fix="none", guidance=self.variants[which],
+            generator=self._generators(), batch_size=self.batch, color_fix="none", objectives=self.variants[which],
             output_type="pt",
         )  # fmt: skip
 
@@ -269,9 +270,9 @@ class GuidanceCase(OverheadCase):
             if plain is None:
                 plain = img
             else:
-                steps = sorted({r["step"] for r in out.guidance_log[0]})
+                steps = sorted({r["step"] for r in out.objective_log[0]})
                 finals = {
-                    k: statistics.fmean(f[k] for f in out.guidance_final) for k in out.guidance_final[0]
+                    k: statistics.fmean(f[k] for f in out.objective_final) for k in out.objective_final[0]
                 }
                 desc += (
                     f", guided steps {steps} ({len(steps)} of {self.run_steps}), max |guided - plain| "
@@ -302,7 +303,7 @@ class GuidanceCase(OverheadCase):
 
     def breakdown(self, which: str) -> RegionTimer:
         """One instrumented call of variant ``which``."""
-        import authface.pipeline as pipeline_mod
+        import authface.pipeline.pipeline_authface as pipeline_mod
         from authface.guidance import GuidanceContext
 
         p, rt = self.ours, RegionTimer(self.device)

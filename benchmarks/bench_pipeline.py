@@ -263,7 +263,7 @@ class OverheadCase:
                 image=self.image_pm1, prompt=PROMPT, negative_prompt=NEGATIVE_PROMPT,
                 num_inference_steps=self.steps, strength=a.strength, guidance_scale=a.cfg,
                 controlnet_conditioning_scale=a.controlnet_scale, generator=gens, batch_size=self.batch,
-                color_fix="none", guidance=None, output_type="pt",
+                color_fix="none", objectives=None, output_type="pt",
             ).images  # fmt: skip
         return self.theirs(
             prompt=[PROMPT] * self.batch, negative_prompt=[NEGATIVE_PROMPT] * self.batch,

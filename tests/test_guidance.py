@@ -39,8 +39,8 @@ class Brightness(torch.nn.Module):
         return x.mean(dim=(1, 2, 3))
 
 
-def run(pipe, guidance, n=2, steps=4, strength=1.0, output_type="pt", **kw):
-    return pipe(crops(n), generator=gens(n), num_inference_steps=steps, strength=strength, guidance=guidance,
+def run(pipe, objectives, n=2, steps=4, strength=1.0, output_type="pt", **kw):
+    return pipe(crops(n), generator=gens(n), num_inference_steps=steps, strength=strength, objectives=objectives,
                 color_fix="none", output_type=output_type, **kw)  # fmt: skip
 
 
@@ -65,7 +65,7 @@ def test_score_objective_rises_with_scale(pipe, normalize, scales):
         out = run(pipe, [g])
         measured = Brightness()((out.images + 1) / 2)  # the guiding network on the result
         if s > 0:
-            assert torch.allclose(measured, torch.tensor([f["brightness"] for f in out.guidance_final]), atol=1e-3)
+            assert torch.allclose(measured, torch.tensor([f["brightness"] for f in out.objective_final]), atol=1e-3)
         values.append(measured)
     assert (values[1] > values[0]).all() and (values[2] > values[1]).all(), values
 
@@ -81,19 +81,19 @@ def test_fidelity_objective_rises_with_scale(pipe):
 def test_window_and_every_are_honoured(pipe):
     g = ScoreGuidance(Brightness(), 0.05, start=0.25, stop=0.75, every=2, name="b")
     out = run(pipe, [g], steps=8)
-    assert [r["step"] for r in out.guidance_log[0]] == [2, 4]
+    assert [r["step"] for r in out.objective_log[0]] == [2, 4]
     g = ScoreGuidance(Brightness(), 0.05, start=0.0, stop=1.0, every=3, name="b")
-    assert [r["step"] for r in run(pipe, [g], steps=8).guidance_log[1]] == [0, 3, 6]
+    assert [r["step"] for r in run(pipe, [g], steps=8).objective_log[1]] == [0, 3, 6]
     # the window counts the steps actually run (strength < 1 runs fewer)
     g = ScoreGuidance(Brightness(), 0.05, start=0.5, stop=1.0, name="b")
-    assert [r["step"] for r in run(pipe, [g], steps=8, strength=0.5).guidance_log[0]] == [2, 3]
+    assert [r["step"] for r in run(pipe, [g], steps=8, strength=0.5).objective_log[0]] == [2, 3]
 
 
 def test_two_guidances_logged_separately_with_final_values(pipe):
     out = run(pipe, [ScoreGuidance(Brightness(), 0.05, stop=0.5, name="b"), FidelityGuidance(0.05, start=0.5)])
-    names = [(r["name"], r["step"]) for r in out.guidance_log[0]]
+    names = [(r["name"], r["step"]) for r in out.objective_log[0]]
     assert names == [("b", 0), ("b", 1), ("fidelity", 2), ("fidelity", 3)]
-    assert set(out.guidance_final[0]) == {"b", "fidelity"}
+    assert set(out.objective_final[0]) == {"b", "fidelity"}
 
 
 def _live_tensors() -> int:
@@ -111,7 +111,7 @@ def test_no_graph_survives_a_step(pipe):
         seen.append((out.requires_grad, out.grad_fn))
         return out, rec
 
-    import authface.pipeline as P
+    import authface.pipeline.pipeline_authface as P
 
     P.apply_guidance, saved = spy, P.apply_guidance
     try:
@@ -138,7 +138,7 @@ def test_tiny_decoder_is_used_when_asked(pipe):
     pipe.guidance_decoder = tiny
     try:
         out = run(pipe, [ScoreGuidance(Brightness(), 0.05, decoder="tiny", name="b")], steps=2)
-        assert calls and len(out.guidance_log[0]) == 2
+        assert calls and len(out.objective_log[0]) == 2
         with pytest.raises(ValueError, match="tiny"):
             pipe.guidance_decoder = None
             run(pipe, [ScoreGuidance(Brightness(), 0.05, decoder="tiny")], steps=2)
@@ -209,7 +209,7 @@ def test_identity_objective_rises_with_scale(pipe):
         with torch.no_grad():
             values.append(encoder.embed(out.images) @ reference)
         if s > 0:
-            assert torch.allclose(values[-1], torch.tensor([f["identity"] for f in out.guidance_final]), atol=1e-3)
+            assert torch.allclose(values[-1], torch.tensor([f["identity"] for f in out.objective_final]), atol=1e-3)
     assert (values[1] > values[0]).all() and (values[2] > values[1]).all(), values
 
 
@@ -222,4 +222,48 @@ def test_identity_guidance_defaults_to_the_input_face(pipe):
     out = run(pipe, [IdentityGuidance(encoder, 0.1)], steps=2)
     with torch.no_grad():
         expected = (encoder.embed(out.images) * encoder.embed(crops(2))).sum(-1)
-    assert torch.allclose(torch.tensor([f["identity"] for f in out.guidance_final]), expected, atol=1e-3)
+    assert torch.allclose(torch.tensor([f["identity"] for f in out.objective_final]), expected, atol=1e-3)
+
+
+# Regression anchors for guided sampling (tiny pipeline seed 0, crops(2), generators 0 and 1, 4 steps at strength 1,
+# no colour fix): out.images[1, 0, :3, :3] and each image's objective on the result. Computed once, pasted here.
+GUIDED_ANCHORS = {
+    "fidelity_latent": (
+        lambda: [FidelityGuidance(0.1)],
+        [0.0254, 0.1229, 0.0665, 0.0487, 0.2270, 0.1265, 0.1413, 0.4029, 0.2954],
+        [{"fidelity": -3.50277}, {"fidelity": -4.9871}],
+    ),
+    "fidelity_pixel": (
+        lambda: [FidelityGuidance(0.1, space="pixel", sigma=2.0)],
+        [0.0067, 0.1198, 0.0583, 0.0402, 0.2475, 0.1419, 0.1445, 0.4317, 0.3130],
+        [{"fidelity": -0.07713}, {"fidelity": -0.07289}],
+    ),
+    "score_classifier": (
+        lambda: [ScoreGuidance(Brightness(), 0.05, normalize=False, name="b")],
+        [0.0143, 0.1202, 0.0592, 0.0369, 0.2356, 0.1363, 0.1431, 0.4210, 0.3110],
+        [{"b": 0.55118}, {"b": 0.55032}],
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(GUIDED_ANCHORS))
+def test_guided_regression_anchor(pipe, case):
+    make, expected_slice, expected_final = GUIDED_ANCHORS[case]
+    out = run(pipe, make())
+    got = out.images[1, 0, :3, :3].flatten()
+    assert torch.allclose(got, torch.tensor(expected_slice), atol=1e-3), [round(v, 4) for v in got.tolist()]
+    for got_f, exp_f in zip(out.objective_final, expected_final):
+        assert got_f.keys() == exp_f.keys()
+        assert all(got_f[k] == pytest.approx(v, rel=1e-3, abs=1e-4) for k, v in exp_f.items()), out.objective_final
+
+
+def test_pixel_fidelity_is_minus_mse_of_gaussian_low_passes():
+    """The pixel-space fidelity objective low-passes with the shared authface.imaging.gaussian_blur."""
+    from authface.guidance import GuidanceContext
+    from authface.imaging import gaussian_blur
+
+    image, lq = crops(2, size=32, seed=1), crops(2, size=32, seed=2)
+    ctx = GuidanceContext(0, 1, torch.tensor(0), lq, decoders={})
+    value = FidelityGuidance(1.0, space="pixel", sigma=2.0).objective(None, image, ctx)
+    expected = -((gaussian_blur(image, 2.0) - gaussian_blur(lq, 2.0)) ** 2).mean(dim=(1, 2, 3))
+    assert torch.allclose(value, expected, atol=1e-6)

@@ -1,17 +1,26 @@
-"""The one loader: local folders, ControlNet assembly, LoRA, schedulers, devices; offline errors."""
+"""Loading: component loaders (authface.models.loading) and whole-pipeline assembly (authface.pipeline):
+local folders, ControlNet assembly, LoRA, schedulers, devices; missing paths and offline errors."""
 
 from __future__ import annotations
+
+import subprocess
+import sys
 
 import pytest
 import torch
 
+from authface.config import SchedulerName, choices
 from authface.models.loading import (
+    SCHEDULERS,
     ModelNotFoundError,
-    load_pipeline,
+    ModelPathNotFoundError,
+    is_hub_id,
+    load_controlnet,
+    load_tiny_decoder,
     resolve_device,
     resolve_dtype,
-    set_scheduler,
 )
+from authface.pipeline import AuthFacePipeline, configure_pipeline, load_pipeline, set_scheduler
 from authface.testing.tiny_model import tiny_components, tiny_pipeline
 
 KW = dict(num_inference_steps=2, strength=1.0, output_type="pt", color_fix="none")
@@ -46,8 +55,6 @@ def test_lora_file_changes_output(tiny_model_dir, tmp_path):
     from peft import LoraConfig
     from peft.utils import get_peft_model_state_dict
 
-    from authface.pipeline import AuthFacePipeline
-
     pipe = load_pipeline(str(tiny_model_dir))
     pipe.unet.add_adapter(LoraConfig(r=4, lora_alpha=4, target_modules=["to_q", "to_k", "to_v", "to_out.0"]))
     torch.manual_seed(0)
@@ -76,9 +83,32 @@ def test_missing_paths_are_named(tmp_path):
         load_pipeline(str(tmp_path / "weights.txt"))
 
 
+@pytest.mark.parametrize("ref", ["./models/sd15", "/nonexistent/dir", "a/b/c", "models/sd15/", "tiny-model",
+                                 "x.safetensors", "~/nope/model"])
+def test_missing_local_path_is_reported_as_missing_not_as_a_hub_id(ref):
+    with pytest.raises(ModelPathNotFoundError, match="does not exist") as info:
+        load_pipeline(ref)
+    assert isinstance(info.value, FileNotFoundError) and f"'{ref}'" in str(info.value)
+    assert "owner/name" in str(info.value) and "single-file" in str(info.value)
+
+
+def test_missing_component_paths_are_named(tmp_path):
+    with pytest.raises(ModelPathNotFoundError, match="ControlNet path './cn/tile'"):
+        load_controlnet("./cn/tile", torch.float32)
+    with pytest.raises(ModelPathNotFoundError, match="tiny decoder path 'a/b/taesd'"):
+        load_tiny_decoder("a/b/taesd", torch.float32)
+
+
+def test_hub_id_grammar():
+    assert is_hub_id("stable-diffusion-v1-5/stable-diffusion-v1-5") and is_hub_id("madebyollin/taesd")
+    for ref in ("./a/b", "/a/b", "a/b/c", "gpt2", "a/model.safetensors", "a\\b", "a/b..c", "~/x"):
+        assert not is_hub_id(ref), ref
+
+
 def test_hub_id_offline_error_explains_local_options():
     with pytest.raises(ModelNotFoundError) as info:
         load_pipeline("someone/uncached-model")
+    assert not isinstance(info.value, FileNotFoundError)  # a hub id, not a missing path
     msg = str(info.value)
     assert "someone/uncached-model" in msg and "HF_HUB_OFFLINE" in msg
     assert "--model /path/to/folder" in msg and "single-file" in msg and "tiny_model" in msg
@@ -100,6 +130,10 @@ def test_schedulers(name):
     assert torch.isfinite(out.images).all()
 
 
+def test_scheduler_table_matches_the_config_choices():
+    assert set(SCHEDULERS) | {"default"} == set(choices(SchedulerName))
+
+
 def test_unknown_scheduler():
     with pytest.raises(ValueError, match="unipc"):
         set_scheduler(tiny_pipeline(seed=0), "heun2")
@@ -116,3 +150,31 @@ def test_device_and_dtype():
     if not torch.cuda.is_available():
         with pytest.raises(ValueError, match="CUDA is not available"):
             resolve_device("cuda")
+
+
+def test_dtype_is_honoured_and_own_controlnet_can_be_replaced(tiny_model_dir, tmp_path):
+    pipe = load_pipeline(str(tiny_model_dir), dtype=torch.float16)
+    assert {m.dtype for m in (pipe.unet, pipe.vae, pipe.text_encoder, pipe.controlnet)} == {torch.float16}
+    other = tiny_pipeline(seed=1).controlnet
+    other.save_pretrained(tmp_path / "cn")
+    replaced = load_pipeline(str(tiny_model_dir), controlnet=str(tmp_path / "cn"))
+    expected = AuthFacePipeline(**{**tiny_pipeline(seed=0).components, "controlnet": other})
+    assert torch.equal(run(replaced), run(expected))
+
+
+def test_configure_pipeline_options():
+    pipe = tiny_pipeline(seed=0)
+    assert configure_pipeline(pipe, torch.device("cpu")) is pipe
+    assert pipe._progress_bar_config == {"disable": True}  # the CLI shows its own progress
+    configure_pipeline(pipe, torch.device("cpu"), progress_bar=True)
+    assert pipe._progress_bar_config == {"disable": False}
+    with pytest.raises(ValueError, match="offload must be one of none, model, sequential"):
+        configure_pipeline(pipe, torch.device("cpu"), offload="disk")
+    with pytest.raises(ValueError, match="attention"):
+        configure_pipeline(pipe, torch.device("cpu"), attention="flash")
+
+
+def test_models_layer_does_not_import_the_pipeline_layer():
+    code = "import sys, authface.models.loading; print([m for m in sys.modules if m.startswith('authface.pipeline')])"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"

@@ -1,0 +1,155 @@
+"""Assemble and configure a whole :class:`AuthFacePipeline` (the components come from ``authface.models.loading``).
+
+    pipe = load_pipeline("stable-diffusion-v1-5/stable-diffusion-v1-5",
+                         controlnet="lllyasviel/control_v11f1e_sd15_tile", dtype=torch.float16)
+    pipe = load_pipeline("my-authface-model/")          # an AuthFace model folder (has its own ControlNet)
+    pipe = load_pipeline("realisticVision.safetensors", controlnet="control_tile.safetensors",
+                         single_file_config="sd15-configs/")   # offline single files need local configs
+    set_scheduler(pipe, "dpm++")
+    configure_pipeline(pipe, torch.device("cuda"), offload="model")
+
+An AuthFace model folder (its ``model_index.json`` lists a ControlNet) is assembled by diffusers'
+``AuthFacePipeline.from_pretrained``; a plain Stable Diffusion base (folder, hub id or single file) by
+``StableDiffusionPipeline.from_pretrained`` / ``from_single_file`` plus a separately loaded ControlNet.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import torch
+
+from ..config import DEFAULT_CONTROLNET, Attention, Offload, choices
+from ..models.loading import (
+    check_supported,
+    load_base_components,
+    load_controlnet,
+    make_scheduler,
+    model_index,
+    not_found_error,
+    pipeline_dtype_kwargs,
+    resolve_model_ref,
+)
+from .pipeline_authface import AuthFacePipeline
+
+logger = logging.getLogger(__name__)
+
+_NO_CONTROLNET = (None, "none", "")
+
+
+def load_pipeline(
+    model: str,
+    controlnet: str | None = "auto",
+    lora: str | None = None,
+    lora_scale: float = 1.0,
+    dtype: torch.dtype = torch.float32,
+    single_file_config: str | None = None,
+    revision: str | None = None,
+    variant: str | None = None,
+) -> AuthFacePipeline:
+    """Assemble an :class:`AuthFacePipeline` from a base model + ControlNet (+ LoRA, fused).
+
+    ``model``: an AuthFace model folder or hub id, a diffusers Stable Diffusion folder or hub id, or a single-file
+    checkpoint. ``controlnet``: "auto" uses the model's own ControlNet if it has one, else the default SD 1.5 tile
+    ControlNet; "none"/None requires the model to have one; anything else is a hub id, folder or file and
+    replaces the model's own. ``lora``: a LoRA file or folder (``save_lora_weights`` layout), fused at
+    ``lora_scale`` so sampling runs at the base model's speed.
+
+    Raises:
+        ModelPathNotFoundError (also a FileNotFoundError): a local path that does not exist (named).
+        ModelNotFoundError: a hub id that is not cached and cannot be fetched (the message says how to pass a
+            local copy).
+        FileNotFoundError: the LoRA path does not exist.
+        ValueError: a folder without model_index.json, not a checkpoint file, SDXL, no ControlNet.
+    """
+    src = resolve_model_ref(model, "model")
+    index = None if isinstance(src, Path) and src.is_file() else model_index(src, revision)
+    if index is not None and "controlnet" in index:  # an AuthFace model: diffusers assembles it
+        check_supported(index, model)
+        extra = {}
+        if controlnet not in (*_NO_CONTROLNET, "auto"):
+            extra["controlnet"] = load_controlnet(controlnet, dtype, single_file_config, revision, variant)
+        pipe = _from_pretrained(src, model, dtype, revision, variant, **extra)
+    else:
+        if controlnet in _NO_CONTROLNET:
+            raise ValueError(f"{model} has no ControlNet of its own; pass one with --controlnet (hub id, folder or file)")
+        comps, _ = load_base_components(model, dtype, single_file_config, revision, variant)
+        ref = DEFAULT_CONTROLNET if controlnet == "auto" else controlnet
+        pipe = AuthFacePipeline(**comps, controlnet=load_controlnet(ref, dtype, single_file_config, revision, variant))
+    if lora:
+        load_lora(pipe, lora, lora_scale)
+    return pipe
+
+
+def _from_pretrained(src: Path | str, model: str, dtype, revision, variant, **components) -> AuthFacePipeline:
+    try:
+        return AuthFacePipeline.from_pretrained(str(src), revision=revision, variant=variant, **components,
+                                                **pipeline_dtype_kwargs(dtype))  # fmt: skip
+    except Exception as err:  # noqa: BLE001
+        if isinstance(src, Path):  # a local folder that exists: diffusers' own error names the missing file
+            raise
+        raise not_found_error("model", model, err) from err
+
+
+def load_lora(pipe: AuthFacePipeline, lora: str, lora_scale: float = 1.0) -> None:
+    """Load a LoRA file (``.safetensors``) or folder into ``pipe`` and fuse it at ``lora_scale``.
+
+    Raises FileNotFoundError when ``lora`` does not exist."""
+    lora_path = Path(lora).expanduser()
+    if not lora_path.exists():
+        raise FileNotFoundError(f"LoRA path {lora} does not exist")
+    if lora_path.is_file():
+        pipe.load_lora_weights(str(lora_path.parent), weight_name=lora_path.name, adapter_name="authface")
+    else:
+        pipe.load_lora_weights(str(lora_path), adapter_name="authface")
+    pipe.fuse_lora(lora_scale=lora_scale)  # fused: sampling runs at the base model's speed
+
+
+def set_scheduler(pipe: AuthFacePipeline, name: str) -> None:
+    """Swap the scheduler by name (``authface.config.SchedulerName``; "default" keeps the model's own), keeping
+    its config (betas, prediction type). Raises ValueError for an unknown name."""
+    if name != "default":
+        pipe.scheduler = make_scheduler(name, pipe.scheduler.config)
+
+
+def configure_pipeline(
+    pipe: AuthFacePipeline,
+    device: torch.device,
+    offload: str = "none",
+    vae_slicing: bool = False,
+    vae_tiling: bool = False,
+    attention: str = "auto",
+    progress_bar: bool = False,
+) -> AuthFacePipeline:
+    """Place the pipeline and turn on memory/speed options. SDPA is diffusers' default attention.
+
+    ``offload``: ``authface.config.Offload`` ("model": diffusers' model CPU offload, the ControlNet placed once
+    per call; "sequential": per-layer offload). ``attention``: ``authface.config.Attention`` ("auto" uses
+    xformers on CUDA when installed). ``progress_bar``: show diffusers' progress bar (the CLI has its own).
+    Raises ValueError for unknown names, ImportError for attention="xformers" without xformers.
+    """
+    if offload == "model":
+        pipe.enable_model_cpu_offload(device=device)
+    elif offload == "sequential":
+        pipe.enable_sequential_cpu_offload(device=device)
+    elif offload == "none":
+        pipe.to(device)
+    else:
+        raise ValueError(f"offload must be one of {', '.join(choices(Offload))}; got {offload!r}")
+    if vae_slicing:
+        pipe.vae.enable_slicing()
+    if vae_tiling:
+        pipe.vae.enable_tiling()
+    if attention == "xformers" or (attention == "auto" and device.type == "cuda"):
+        try:
+            import xformers  # noqa: F401
+
+            pipe.enable_xformers_memory_efficient_attention()
+        except ImportError:
+            if attention == "xformers":
+                raise ImportError("attention=xformers needs xformers: pip install 'authface[xformers]'") from None
+    elif attention not in choices(Attention):
+        raise ValueError(f"attention must be one of {', '.join(choices(Attention))}; got {attention!r}")
+    pipe.set_progress_bar_config(disable=not progress_bar)
+    return pipe

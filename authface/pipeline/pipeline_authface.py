@@ -1,0 +1,462 @@
+"""AuthFacePipeline: aligned face crops in, restored face crops out.
+
+A diffusers ``DiffusionPipeline`` made of a Stable Diffusion base (VAE, CLIP text encoder, UNet + optional LoRA),
+a ControlNet conditioned on the degraded crop, and a scheduler. ``__call__`` runs in numbered steps as diffusers
+pipelines do; guidance objectives (``authface.guidance``) hook into the loop on the predicted clean latent.
+
+Where diffusers users expect diffusers' behaviour, the pipeline has it: ``guidance_scale`` is classifier-free
+guidance, ``output_type`` is checked ("pil" included), ``self.progress_bar`` (off with
+``set_progress_bar_config(disable=True)``), ``callback_on_step_end`` / ``interrupt``, and
+``maybe_free_model_hooks()`` at the end. Two deliberate differences: ``output_type="np"`` is uint8 (not float),
+and ``"pt"`` is [-1, 1] (the range of the input tensors).
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import PIL.Image
+import torch
+from diffusers import AutoencoderKL, AutoencoderTiny, ControlNetModel, DiffusionPipeline, UNet2DConditionModel
+from diffusers.callbacks import MultiPipelineCallbacks, PipelineCallback
+from diffusers.loaders import StableDiffusionLoraLoaderMixin
+from diffusers.schedulers import KarrasDiffusionSchedulers
+from diffusers.utils.torch_utils import randn_tensor
+from transformers import CLIPTextModel, CLIPTokenizer
+
+from .. import io
+from ..colorfix import COLOR_FIXES, apply_color_fix
+from ..guidance import Guidance, GuidanceContext, apply_guidance, final_values
+from ..models.quality_prior import DEFAULT_QUALITY, has_quality_prior, quality_labels
+from .output import AuthFacePipelineOutput
+
+#: Accepted ``output_type`` values (see :class:`AuthFacePipelineOutput`).
+OUTPUT_TYPES = ("pil", "np", "pt", "latent")
+
+
+@dataclass
+class _Sampling:
+    """One call's settings, shared by its batches."""
+
+    num_inference_steps: int
+    strength: float
+    controlnet_conditioning_scale: float
+    color_fix: str | None
+    objectives: list[Guidance]
+    quality_target: float | None
+    output_type: str
+    dtype: torch.dtype
+    callback: Callable | None
+    callback_inputs: Sequence[str]
+    progress: Any
+
+
+def _deprecated_alias(kwargs: dict, old: str, new: str, value):
+    if old not in kwargs:
+        return value
+    # stacklevel: here <- _resolve_aliases <- __call__ <- torch.no_grad's wrapper <- the caller
+    warnings.warn(f"AuthFacePipeline: `{old}=` is deprecated; use `{new}=`", FutureWarning, stacklevel=5)
+    old_value = kwargs.pop(old)
+    if value is not None:
+        raise TypeError(f"pass either {new}= or its deprecated alias {old}=, not both")
+    return old_value
+
+
+def _resolve_aliases(kwargs: dict, objectives, quality_target):
+    """(objectives, quality_target) after the deprecated ``guidance=`` / ``quality_score=``; TypeError for any
+    other unexpected keyword."""
+    objectives = _deprecated_alias(kwargs, "guidance", "objectives", objectives)
+    quality_target = _deprecated_alias(kwargs, "quality_score", "quality_target", quality_target)
+    if kwargs:
+        raise TypeError(f"AuthFacePipeline.__call__ got unexpected keyword arguments {sorted(kwargs)}")
+    return objectives, quality_target
+
+
+class AuthFacePipeline(DiffusionPipeline, StableDiffusionLoraLoaderMixin):
+    """Restore aligned face crops with Stable Diffusion + ControlNet (+ LoRA).
+
+    Components: ``vae`` (AutoencoderKL), ``text_encoder`` (CLIPTextModel), ``tokenizer`` (CLIPTokenizer), ``unet``
+    (UNet2DConditionModel), ``controlnet`` (ControlNetModel, conditioned on the degraded crop in [0, 1]) and
+    ``scheduler`` (any diffusers scheduler). Optional ``guidance_decoder``: a cheap decoder (e.g. an
+    ``AutoencoderTiny`` such as madebyollin/taesd) that objectives may decode through instead of the full VAE.
+    Save/load with ``save_pretrained`` / ``from_pretrained``.
+
+    With ``enable_model_cpu_offload()`` the ControlNet (and ``guidance_decoder``), which run at every step, are
+    kept out of the offload chain, as in diffusers' ControlNet pipelines: each is moved to the device once, on
+    first use, and offloaded by ``maybe_free_model_hooks()`` at the end of the call.
+    """
+
+    model_cpu_offload_seq = "text_encoder->unet->vae"
+    _optional_components: list[str] = ["guidance_decoder"]
+    _callback_tensor_inputs: list[str] = ["latents", "prompt_embeds", "control_image"]
+
+    def __init__(
+        self,
+        vae: AutoencoderKL,
+        text_encoder: CLIPTextModel,
+        tokenizer: CLIPTokenizer,
+        unet: UNet2DConditionModel,
+        controlnet: ControlNetModel,
+        scheduler: KarrasDiffusionSchedulers,
+        guidance_decoder: AutoencoderTiny | None = None,
+    ):
+        super().__init__()
+        self.register_modules(
+            vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet, controlnet=controlnet,
+            scheduler=scheduler, guidance_decoder=guidance_decoder,
+        )  # fmt: skip
+        self.vae_scale_factor = 2 ** (len(self.vae.config.block_out_channels) - 1)
+        self._prompt_cache: dict = {}
+        self._guidance_scale, self._interrupt, self._num_timesteps = 1.0, False, 0
+
+    # ------------------------------------------------------------------ call state (as diffusers pipelines)
+    @property
+    def guidance_scale(self) -> float:
+        """Classifier-free guidance scale of the running call (a step-end callback may change it)."""
+        return self._guidance_scale
+
+    @property
+    def do_classifier_free_guidance(self) -> bool:
+        return self._guidance_scale > 1.0
+
+    @property
+    def num_timesteps(self) -> int:
+        return self._num_timesteps
+
+    @property
+    def interrupt(self) -> bool:
+        """Set ``pipe._interrupt = True`` from ``callback_on_step_end`` to skip the remaining steps."""
+        return self._interrupt
+
+    # ------------------------------------------------------------------ prompts
+    def clear_prompt_cache(self) -> None:
+        """Forget cached prompt embeddings (call after changing the text encoder's weights)."""
+        self._prompt_cache.clear()
+
+    def load_lora_weights(self, *args, **kwargs):  # a LoRA may touch the text encoder: embeddings change
+        self.clear_prompt_cache()
+        return super().load_lora_weights(*args, **kwargs)
+
+    @torch.no_grad()
+    def _embed(self, text: str, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+        ids = self.tokenizer(
+            text,
+            padding="max_length",
+            max_length=self.tokenizer.model_max_length,
+            truncation=True,
+            return_tensors="pt",
+        ).input_ids
+        return self.text_encoder(ids.to(self.text_encoder.device))[0].to(device=device, dtype=dtype)  # (1, 77, D)
+
+    def encode_prompt(
+        self, prompt: str, negative_prompt: str, device: torch.device, dtype: torch.dtype, do_cfg: bool
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(cond (1, L, D), uncond (1, L, D) or None), cached per (prompt, negative prompt, device, dtype)."""
+        key = (prompt, negative_prompt if do_cfg else None, str(device), dtype)
+        if key not in self._prompt_cache:
+            cond = self._embed(prompt, device, dtype)
+            uncond = self._embed(negative_prompt, device, dtype) if do_cfg else None
+            self._prompt_cache[key] = (cond, uncond)
+        return self._prompt_cache[key]
+
+    # ------------------------------------------------------------------ checks
+    def check_inputs(
+        self, image, num_inference_steps, strength, batch_size, generator, color_fix, objectives, quality_target,
+        output_type, callback_on_step_end_tensor_inputs=None,
+    ) -> None:  # fmt: skip
+        """Raise ValueError naming the argument, the value received and the fix. ``image``: (B, 3, H, W)."""
+        if not isinstance(num_inference_steps, int) or num_inference_steps < 1:
+            raise ValueError(f"num_inference_steps must be a positive integer (e.g. 20), got {num_inference_steps!r}")
+        if not 0.0 < strength <= 1.0:
+            raise ValueError(f"strength must be in (0, 1] (1.0 starts from pure noise), got {strength!r}")
+        if int(num_inference_steps * strength) < 1:
+            raise ValueError(
+                f"strength={strength} with num_inference_steps={num_inference_steps} runs no step; "
+                f"raise either so that steps * strength >= 1"
+            )
+        if color_fix not in COLOR_FIXES and color_fix is not None:
+            raise ValueError(f"color_fix must be one of {', '.join(COLOR_FIXES)}; got {color_fix!r}")
+        if not isinstance(batch_size, int) or batch_size < 1:
+            raise ValueError(f"batch_size must be a positive integer (faces per UNet call), got {batch_size!r}")
+        if output_type not in OUTPUT_TYPES:
+            raise ValueError(f"output_type must be one of {', '.join(OUTPUT_TYPES)}; got {output_type!r}")
+        for g in objectives or []:
+            if not isinstance(g, Guidance):
+                raise ValueError(
+                    f"objectives entries must be authface.guidance.Guidance objects (IdentityGuidance, "
+                    f"QualityGuidance, FidelityGuidance, ScoreGuidance), got {type(g).__name__}"
+                )
+        bad = [k for k in callback_on_step_end_tensor_inputs or [] if k not in self._callback_tensor_inputs]
+        if bad:
+            raise ValueError(
+                f"callback_on_step_end_tensor_inputs must be among {self._callback_tensor_inputs}; got {bad}"
+            )
+        h, w = image.shape[-2:]
+        if h % self.vae_scale_factor or w % self.vae_scale_factor:
+            raise ValueError(
+                f"image size {w}x{h} must be divisible by {self.vae_scale_factor} (the VAE's downsampling); "
+                f"use a crop size such as 512"
+            )
+        if isinstance(generator, list) and len(generator) != image.shape[0]:
+            raise ValueError(f"got {len(generator)} generators for {image.shape[0]} images; pass one per image")
+        self.check_quality_target(quality_target)
+
+    def check_quality_target(self, quality_target) -> None:
+        """ValueError unless ``quality_target`` is None, or a number in [0, 1] for a model with the quality prior."""
+        if quality_target is None:
+            return
+        if not has_quality_prior(self.controlnet):
+            raise ValueError(
+                f"quality_target={quality_target!r} was given but this model has no image-quality prior (its "
+                f"ControlNet was not trained with one); fine-tune with the quality prior (authface train) or leave "
+                f"quality_target unset"
+            )
+        if isinstance(quality_target, bool) or not isinstance(quality_target, (int, float)):
+            raise ValueError(f"quality_target must be a number in [0, 1], got {quality_target!r}")
+        if not 0.0 <= quality_target <= 1.0:
+            raise ValueError(
+                f"quality_target must be in [0, 1] (0 worst, 1 best; default {DEFAULT_QUALITY}), got {quality_target!r}"
+            )
+
+    # ------------------------------------------------------------------ preparation
+    @staticmethod
+    def _to_tensor(image) -> torch.Tensor:
+        """Accept [-1, 1] tensors (B, 3, H, W) / (3, H, W), or uint8 RGB arrays / PIL images (single or list)."""
+        if torch.is_tensor(image):
+            image = image.unsqueeze(0) if image.ndim == 3 else image
+            if image.ndim != 4 or image.shape[1] != 3:
+                raise ValueError(f"image tensor must be [-1, 1] RGB (B, 3, H, W), got shape {tuple(image.shape)}")
+            return image
+        if not isinstance(image, (list, tuple)):
+            image = [image]
+        arrays = [np.asarray(im.convert("RGB")) if hasattr(im, "convert") else np.asarray(im) for im in image]
+        if any(a.dtype != np.uint8 or a.ndim != 3 or a.shape[2] != 3 for a in arrays):
+            raise ValueError("image arrays must be uint8 RGB (H, W, 3)")
+        if len({a.shape for a in arrays}) != 1:
+            raise ValueError(f"all crops must have the same size, got {sorted({a.shape for a in arrays})}")
+        return io.numpy_to_tensor(arrays)
+
+    def get_timesteps(self, num_inference_steps: int, strength: float, device) -> torch.Tensor:
+        self.scheduler.set_timesteps(num_inference_steps, device=device)
+        init = min(int(num_inference_steps * strength), num_inference_steps)
+        t_start = max(num_inference_steps - init, 0)
+        timesteps = self.scheduler.timesteps[t_start * self.scheduler.order :]
+        if hasattr(self.scheduler, "set_begin_index"):
+            self.scheduler.set_begin_index(t_start * self.scheduler.order)
+        return timesteps
+
+    def encode_image(self, image: torch.Tensor) -> torch.Tensor:
+        """[-1, 1] (B, 3, H, W) -> latents (B, 4, H/8, W/8), scaled by vae.config.scaling_factor (posterior mode)."""
+        dist = self.vae.encode(image.to(device=self.vae.device, dtype=self.vae.dtype)).latent_dist
+        return dist.mode() * self.vae.config.scaling_factor
+
+    def decode_latents(self, latents: torch.Tensor) -> torch.Tensor:
+        """Scaled latents (B, 4, h, w) -> [-1, 1] RGB (B, 3, H, W); differentiable."""
+        return self.vae.decode(latents.to(self.vae.dtype) / self.vae.config.scaling_factor, return_dict=False)[0]
+
+    def decode_latents_tiny(self, latents: torch.Tensor) -> torch.Tensor:
+        """Scaled latents -> [-1, 1] RGB through the cheap ``guidance_decoder``; differentiable."""
+        dec = self.guidance_decoder
+        return dec.decode(latents.to(dec.dtype) / dec.config.scaling_factor, return_dict=False)[0]
+
+    def guidance_decoders(self) -> dict:
+        decoders = {"vae": self.decode_latents}
+        if getattr(self, "guidance_decoder", None) is not None:
+            decoders["tiny"] = self.decode_latents_tiny
+        return decoders
+
+    # ------------------------------------------------------------------ sampling
+    @torch.no_grad()
+    def __call__(
+        self,
+        image,
+        prompt: str = "a high quality, sharp, detailed photograph of a face",
+        negative_prompt: str = "",
+        num_inference_steps: int = 20,
+        strength: float = 0.7,
+        guidance_scale: float = 4.0,
+        controlnet_conditioning_scale: float = 1.0,
+        generator: torch.Generator | list[torch.Generator] | None = None,
+        batch_size: int = 4,
+        color_fix: str | None = "wavelet",
+        objectives: Sequence[Guidance] | None = None,
+        quality_target: float | None = None,
+        output_type: str = "np",
+        return_dict: bool = True,
+        callback_on_step_end: Callable | PipelineCallback | MultiPipelineCallbacks | None = None,
+        callback_on_step_end_tensor_inputs: Sequence[str] = ("latents",),
+        **kwargs,
+    ) -> AuthFacePipelineOutput | tuple:
+        """Restore aligned crops.
+
+        image: [-1, 1] RGB tensor (B, 3, H, W) or uint8 RGB arrays (H, W, 3) / PIL images; all the same size.
+        strength: 1.0 starts from pure noise; below 1 starts from the degraded crop's latent, noised to that level.
+        guidance_scale: classifier-free guidance (diffusers' meaning); <= 1 runs the UNet on B, not 2B, samples.
+        generator: one generator, or one per image (then each output depends only on its own generator, so results
+        do not depend on how faces are batched).
+        batch_size: images per UNet call. color_fix: one of ``authface.config.ColorFix`` (or None).
+        objectives: guidance objectives (``authface.guidance``: identity, quality, fidelity, any scorer) that steer
+        each step through the predicted clean image; deprecated alias ``guidance=``.
+        quality_target: in [0, 1], for models trained with the image-quality prior (default 0.9 for them); an
+        error for models without it. Deprecated alias ``quality_score=``.
+        output_type: "np" (uint8 (B, H, W, 3)), "pil" (list of PIL images), "pt" ([-1, 1] (B, 3, H, W)) or
+        "latent". return_dict: False returns ``(images, objective_log, objective_final)``.
+        callback_on_step_end: ``fn(pipe, step, timestep, tensors) -> dict`` after every step of every batch, with
+        ``tensors`` holding ``callback_on_step_end_tensor_inputs`` (of "latents", "prompt_embeds",
+        "control_image"); returned entries replace them. Set ``pipe._interrupt = True`` to skip the remaining
+        steps (the current latents are still decoded).
+        Raises ValueError for invalid arguments (see :meth:`check_inputs`).
+        """
+        objectives, quality_target = _resolve_aliases(kwargs, objectives, quality_target)
+        if isinstance(callback_on_step_end, (PipelineCallback, MultiPipelineCallbacks)):
+            callback_on_step_end_tensor_inputs = callback_on_step_end.tensor_inputs
+
+        # 1. check inputs
+        image = self._to_tensor(image)
+        self.check_inputs(image, num_inference_steps, strength, batch_size, generator, color_fix, objectives,
+                          quality_target, output_type, callback_on_step_end_tensor_inputs)  # fmt: skip
+        self._guidance_scale, self._interrupt = guidance_scale, False
+        device, dtype = self._execution_device, self.unet.dtype
+        if quality_target is None and has_quality_prior(self.controlnet):
+            quality_target = DEFAULT_QUALITY
+
+        # 2. encode the prompt once for all faces
+        cond, uncond = self.encode_prompt(prompt, negative_prompt, device, dtype, self.do_classifier_free_guidance)
+
+        # 3.-6. per batch: condition, timesteps, initial latents, denoising loop, decode + colour fix
+        self._num_timesteps = len(self.get_timesteps(num_inference_steps, strength, device))
+        starts = range(0, image.shape[0], batch_size)
+        outputs, logs, finals = [], [], []
+        with self.progress_bar(total=len(starts) * self._num_timesteps) as progress:
+            run = _Sampling(
+                num_inference_steps, strength, controlnet_conditioning_scale, color_fix,
+                [g for g in (objectives or []) if g.scale != 0.0], quality_target, output_type, dtype,
+                callback_on_step_end, callback_on_step_end_tensor_inputs, progress,
+            )  # fmt: skip
+            for start in starts:
+                chunk = image[start : start + batch_size].to(device=device, dtype=torch.float32)
+                gen = generator[start : start + batch_size] if isinstance(generator, list) else generator
+                out, log, final = self._restore_batch(chunk, cond, uncond, gen, run)
+                outputs.append(out)
+                logs.extend(log)
+                finals.extend(final)
+
+        # 7. output
+        images = self.postprocess(torch.cat(outputs), output_type)
+        self.maybe_free_model_hooks()
+        if not return_dict:
+            return images, logs, finals
+        return AuthFacePipelineOutput(images=images, objective_log=logs, objective_final=finals)
+
+    @staticmethod
+    def postprocess(images: torch.Tensor, output_type: str):
+        """[-1, 1] RGB (B, 3, H, W) (or latents for "latent") -> the ``output_type`` form."""
+        if output_type in ("pt", "latent"):
+            return images
+        arrays = io.tensor_to_numpy(images)  # uint8 (B, H, W, 3)
+        return arrays if output_type == "np" else [PIL.Image.fromarray(a) for a in arrays]
+
+    def _prepare_condition(self, image, cond, uncond, run: _Sampling) -> dict:
+        """The (CFG-doubled: [uncond, cond]) text embeddings, ControlNet condition and quality class labels."""
+        b = image.shape[0]
+        control = ((image + 1) / 2).to(run.dtype)  # degraded crop in [0, 1], (B, 3, H, W)
+        embeds = cond.expand(b, -1, -1)
+        if uncond is not None:
+            control = torch.cat([control, control])
+            embeds = torch.cat([uncond.expand(b, -1, -1), embeds])
+        labels = None  # the quality prior: a class label added to the ControlNet's time embedding
+        if run.quality_target is not None:
+            labels = quality_labels(run.quality_target, embeds.shape[0], image.device)
+        return {"prompt_embeds": embeds, "control_image": control, "class_labels": labels}
+
+    def prepare_latents(self, image, timesteps, generator, dtype, strength):
+        """(input latents or None, initial latents): noise, or the degraded crop's latent noised to the first step."""
+        b = image.shape[0]
+        lq_latents = self.encode_image(image).to(dtype) if strength < 1.0 else None  # (B, 4, H/8, W/8)
+        shape = (b, self.vae.config.latent_channels, image.shape[2] // self.vae_scale_factor,
+                 image.shape[3] // self.vae_scale_factor)  # fmt: skip
+        noise = randn_tensor(shape, generator=generator, device=image.device, dtype=dtype)
+        if lq_latents is None:
+            return None, noise * self.scheduler.init_noise_sigma
+        return lq_latents, self.scheduler.add_noise(lq_latents, noise, timesteps[:1].repeat(b))
+
+    def prepare_extra_step_kwargs(self, generator) -> dict:
+        """``generator`` for schedulers whose step draws noise (Euler ancestral, DDPM...), as diffusers does, so
+        their results are reproducible and independent of batching."""
+        accepted = inspect.signature(self.scheduler.step).parameters
+        return {"generator": generator} if "generator" in accepted else {}
+
+    def predict_noise(self, latents, t, state: dict, cn_scale: float) -> torch.Tensor:
+        """ControlNet + UNet on the current latents (B, 4, h, w), CFG-combined: the noise prediction (B, 4, h, w)."""
+        b = latents.shape[0]
+        embeds, control, labels = state["prompt_embeds"], state["control_image"], state["class_labels"]
+        do_cfg = self.do_classifier_free_guidance and embeds.shape[0] == 2 * b
+        if not do_cfg:  # one pass on B samples (a callback may switch CFG off mid-run: keep the conditional half)
+            embeds, control = embeds[-b:], control[-b:]
+            labels = None if labels is None else labels[-b:]
+        x_in = self.scheduler.scale_model_input(torch.cat([latents] * 2) if do_cfg else latents, t)
+        cn_kwargs = {} if labels is None else {"class_labels": labels}
+        down, mid = self.controlnet(
+            x_in, t, encoder_hidden_states=embeds, controlnet_cond=control, conditioning_scale=cn_scale,
+            return_dict=False, **cn_kwargs,
+        )  # fmt: skip
+        noise_pred = self.unet(
+            x_in, t, encoder_hidden_states=embeds, down_block_additional_residuals=down,
+            mid_block_additional_residual=mid, return_dict=False,
+        )[0]  # fmt: skip
+        if do_cfg:
+            uncond_pred, cond_pred = noise_pred.chunk(2)
+            noise_pred = uncond_pred + self.guidance_scale * (cond_pred - uncond_pred)
+        return noise_pred
+
+    def _restore_batch(self, image, cond, uncond, generator, run: _Sampling):
+        """One batch of crops [-1, 1] (B, 3, H, W) -> (restored [-1, 1] (B, 3, H, W) or latents, log, final)."""
+        b = image.shape[0]
+        state = self._prepare_condition(image, cond, uncond, run)
+        timesteps = self.get_timesteps(run.num_inference_steps, run.strength, image.device)
+        lq_latents, state["latents"] = self.prepare_latents(image, timesteps, generator, run.dtype, run.strength)
+        step_kwargs = self.prepare_extra_step_kwargs(generator)
+        log: list[list[dict]] = [[] for _ in range(b)]
+        context = None
+        if run.objectives:  # what the objectives may look at, shared across the steps of this batch
+            cache = {} if lq_latents is None else {"lq_latents": lq_latents}
+            context = functools.partial(
+                GuidanceContext, num_steps=len(timesteps), lq_image=image, decoders=self.guidance_decoders(),
+                cache=cache, encode_lq=lambda: self.encode_image(image).to(run.dtype),
+            )  # fmt: skip
+
+        for i, t in enumerate(timesteps):
+            if self.interrupt:
+                continue
+            latents = state["latents"]
+            noise_pred = self.predict_noise(latents, t, state, run.controlnet_conditioning_scale)
+            if context is not None:
+                ctx = context(step_index=i, timestep=t)
+                noise_pred, records = apply_guidance(run.objectives, self.scheduler, latents, noise_pred, ctx)
+                for rec in records:
+                    for j in range(b):
+                        log[j].append({"name": rec["name"], "step": rec["step"], "t": rec["t"], "value": rec["values"][j]})
+            state["latents"] = self.scheduler.step(noise_pred, t, latents, **step_kwargs, return_dict=False)[0]
+            if run.callback is not None:
+                outputs = run.callback(self, i, t, {k: state[k] for k in run.callback_inputs}) or {}
+                state.update({k: v for k, v in outputs.items() if k in self._callback_tensor_inputs})
+            run.progress.update()
+
+        latents = state["latents"]
+        final: list[dict] = [{} for _ in range(b)]
+        decoded = self.decode_latents(latents).float() if run.output_type != "latent" else None  # (B, 3, H, W)
+        if context is not None:  # each objective on the result, for the manifest (reusing the decode above)
+            ctx = context(step_index=len(timesteps), timestep=timesteps[-1])
+            for name, values in final_values(run.objectives, latents, ctx, decoded).items():
+                for j in range(b):
+                    final[j][name] = values[j]
+        if decoded is None:
+            return latents, log, final
+        restored = apply_color_fix(run.color_fix, decoded.clamp(-1, 1), image.float()).clamp(-1, 1)
+        return restored, log, final
