@@ -191,9 +191,20 @@ def test_restore_with_guidance_records_steps_and_values(tiny_model_dir, astronau
     assert -1.0 <= g["identity"]["final"] <= 1.0 and 0.0 <= g["quality"]["final"] <= 1.0
 
 
-def test_identity_scale_without_model_is_a_config_error(tmp_path, capsys):
-    rc = main(["restore", str(tmp_path), "-o", str(tmp_path / "o"), "--identity-scale", "0.1"])
-    assert rc == 2 and "--identity-model" in capsys.readouterr().err
+def test_identity_guidance_works_out_of_the_box_on_aligned_crops(tiny_model_dir, astronaut, tmp_path):
+    """No --identity-model: dlib's recogniser (shipped with the core) is the default; with --aligned the
+    reference photos are aligned crops too (issue acceptance: --aligned --identity-scale 1 --reference DIR)."""
+    crops = tmp_path / "crops"
+    crops.mkdir()
+    Image.fromarray(np.ascontiguousarray(astronaut[30:250, 120:340])).save(crops / "a.png")
+    Image.fromarray(np.ascontiguousarray(astronaut[40:240, 130:330])).save(crops / "b.png")
+    out = tmp_path / "out"
+    rc = main(["restore", str(crops), "-o", str(out), "--aligned", "--model", str(tiny_model_dir), *FAST,
+               "--steps", "3", "--identity-scale", "1", "--reference", str(crops)])  # fmt: skip
+    assert rc == 0
+    for rec in [r for r in _records(out) if r["type"] == "photo"]:
+        ident = rec["faces"][0]["guidance"]["identity"]
+        assert ident["steps"] and len(ident["values"]) == len(ident["steps"]) and "final" in ident
 
 
 # ------------------------------------------------------------------ first-run experience: checks before any work

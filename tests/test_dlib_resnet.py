@@ -199,3 +199,20 @@ def test_cache_is_reused(tmp_path, monkeypatch):
     assert second.weights_source.endswith(".safetensors")
     for (k, a), (_, b) in zip(first.state_dict().items(), second.state_dict().items()):
         assert torch.equal(a, b), k
+
+
+@pytest.mark.parametrize("flip", [False, True])
+def test_judge_runs_the_torch_network_and_equals_dlib(dlib_parts, astronaut_crop, flip):
+    """The identity metric (DlibFaceJudge) now runs the same torch module as guidance: same numbers as dlib's
+    compute_face_descriptor on dlib's own chip, within 1e-4."""
+    from authface.models.dlib_judge import DLIB_FACE_BOX, DlibFaceJudge
+
+    rec, sp5, _ = dlib_parts
+    crop = np.ascontiguousarray(astronaut_crop[:, ::-1] if flip else astronaut_crop)
+    h, w = crop.shape[:2]
+    left, top, right, bottom = DLIB_FACE_BOX
+    rect = dlib.rectangle(round(left * w), round(top * h), round(right * w), round(bottom * h))
+    want = np.asarray(rec.compute_face_descriptor(crop, sp5(crop, rect), 0, 0.25), np.float32)
+    want = want / np.linalg.norm(want)
+    got = DlibFaceJudge().embed(crop[None]).numpy()[0]
+    assert np.abs(got - want).max() < 1e-4

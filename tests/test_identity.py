@@ -676,7 +676,7 @@ def test_cosine_similarity_shapes_and_values():
 
 
 def test_load_identity_encoder_names_and_errors(r18_files, tmp_path):
-    assert IDENTITY_ENCODER_NAMES == ("arcface", "arcface-onnx", "dlib")
+    assert IDENTITY_ENCODER_NAMES == ("dlib-resnet", "arcface", "arcface-onnx", "dlib")
     with pytest.raises(ValueError, match=r"unknown identity encoder 'facenet'.*arcface, arcface-onnx, dlib"):
         load_identity_encoder("facenet")
     with pytest.raises(ValueError, match=r"needs a local weights file.*backbone\.pth"):

@@ -51,7 +51,7 @@ RESTORE_FLAGS: dict[str, tuple[str, dict]] = {
     "--max-faces": ("face.max_faces", dict(type=int, help="restore at most N faces per photo (largest first)")),
     "--upscale": ("face.upscale", dict(type=int, help="upscale the whole photo by N (Lanczos background)")),
     "--identity-scale": ("guidance.identity_scale", dict(type=float, help="identity guidance strength (0 = off)")),
-    "--identity-model": ("guidance.identity_model", dict(help="ArcFace .pth/.safetensors or insightface .onnx")),
+    "--identity-model": ("guidance.identity_model", dict(help="default: dlib's recogniser (no download); or ArcFace .pth/.safetensors, insightface .onnx")),
     "--reference": ("guidance.reference", dict(help="photo or folder of the same person (default: input face)")),
     "--identity-window": ("guidance.identity_window", dict(metavar="START,STOP")),
     "--quality-scale": ("guidance.quality_scale", dict(type=float, help="quality guidance strength (0 = off)")),

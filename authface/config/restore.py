@@ -129,7 +129,8 @@ class GuidanceConfig:
 
     identity_scale: float = 0.0
     identity_model: str | None = None
-    """Differentiable face recogniser: ArcFace IResNet .pth/.safetensors (insightface arcface_torch) or an
+    """Differentiable face recogniser. None (default): dlib's face-recognition ResNet ported to torch, which ships
+    with AuthFace (no download); or ArcFace IResNet .pth/.safetensors (insightface arcface_torch), or an
     insightface ONNX recogniser such as buffalo_l/w600k_r50.onnx."""
     identity_arch: str | None = None
     """r18 | r34 | r50 | r100 for .pth files (None: inferred from the checkpoint)."""
@@ -206,11 +207,6 @@ class RestoreConfig:
                 )
             if scale < 0:
                 raise ConfigError(f"guidance.{name}_scale must be >= 0, got {scale}")
-        if g.identity_scale > 0 and not g.identity_model:
-            raise ConfigError(
-                "guidance.identity_scale > 0 needs a differentiable face recogniser: pass --identity-model PATH "
-                "(ArcFace IResNet .pth/.safetensors from insightface arcface_torch, or buffalo_l/w600k_r50.onnx)"
-            )
         if g.decoder == "tiny" and not g.tiny_decoder:
             raise ConfigError(
                 "guidance.decoder=tiny needs guidance.tiny_decoder (e.g. madebyollin/taesd or a folder)"

@@ -16,6 +16,8 @@ import torch.nn.functional as F
 
 from authface.face.dlib_models import RECOGNITION_RESNET, SHAPE_5, dlib_model_path, dlib_models_dir
 
+from .dlib_resnet import load_dlib_resnet
+
 __all__ = ["DLIB_FACE_BOX", "DlibFaceJudge"]
 
 #: Where dlib's HOG detector puts the face box in an FFHQ-aligned crop, as fractions of the crop side
@@ -28,7 +30,9 @@ class DlibFaceJudge:
     """dlib's 128-d face descriptor (ResNet-29, LFW 99.38%) as a non-differentiable identity judge.
 
     For each FFHQ-aligned crop: a fixed face rectangle (:data:`DLIB_FACE_BOX`) -> dlib's 5-point shape predictor
-    -> ``compute_face_descriptor`` (which makes the 150x150 ``get_face_chip`` itself) -> L2-normalised.
+    -> dlib's 150x150 ``get_face_chip`` -> the torch port of dlib's network (:class:`.dlib_resnet.DlibResNet`, the
+    module identity guidance uses; equal to ``compute_face_descriptor`` within 1e-6) -> L2-normalised. With
+    ``num_jitters > 0`` dlib's own ``compute_face_descriptor`` runs (its test-time jittering).
     dlib's own same-person threshold is a Euclidean distance of 0.6 between raw descriptors (norm ~1.3-1.5).
     After normalisation cosines are compressed: the astronaut crop vs a shifted / JPEG-q40 copy scores ~0.999,
     vs the same crop upside down or a cat ~0.89 (raw distances 0.65-0.68). Compare scores with each other, not
@@ -64,6 +68,7 @@ class DlibFaceJudge:
         self._shape = dlib.shape_predictor(shape)
         self.num_jitters = int(num_jitters)
         self.padding = float(padding)
+        self._network = load_dlib_resnet(rec)
 
     def _as_uint8(self, faces: Any) -> np.ndarray:
         if isinstance(faces, torch.Tensor):
@@ -94,9 +99,15 @@ class DlibFaceJudge:
                 int(round(left * w)), int(round(top * h)), int(round(right * w)), int(round(bottom * h))
             )
             shape = self._shape(img, rect)
-            desc = self._facerec.compute_face_descriptor(img, shape, self.num_jitters, self.padding)
-            out.append(np.asarray(desc, dtype=np.float32))
-        emb = F.normalize(torch.from_numpy(np.stack(out)), dim=1)  # (B, 128)
+            if self.num_jitters:  # dlib's own test-time jittering
+                desc = self._facerec.compute_face_descriptor(img, shape, self.num_jitters, self.padding)
+                out.append(torch.tensor(np.asarray(desc, dtype=np.float32)))
+            else:  # dlib's chip, then the same torch network identity guidance uses (equal to dlib within 1e-6)
+                chip = self._dlib.get_face_chip(img, shape, size=150, padding=self.padding)
+                chip_t = torch.from_numpy(np.asarray(chip, dtype=np.float32)).permute(2, 0, 1)[None]
+                with torch.no_grad():
+                    out.append(self._network(chip_t)[0])
+        emb = F.normalize(torch.stack(out), dim=1)  # (B, 128)
         return emb.to(faces.device) if isinstance(faces, torch.Tensor) else emb
 
     __call__ = embed

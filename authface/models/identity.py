@@ -10,8 +10,11 @@ two embeddings (:func:`cosine_similarity`). One module per model family:
 * :mod:`.arcface_onnx` — :class:`OnnxArcFaceEncoder` (``"arcface-onnx"``): an insightface ONNX recogniser
   (``buffalo_l/w600k_r50.onnx``, ``antelopev2/glintr100.onnx``, ...) whose weights are converted into the same
   IResNet (:mod:`.iresnet_onnx`) and cached as safetensors. Differentiable.
-* :mod:`.dlib_judge` — :class:`DlibFaceJudge` (``"dlib"``): dlib's 128-d ResNet descriptor. Not differentiable:
-  for metrics and for judging guided samples.
+* :mod:`.dlib_resnet` — :class:`DlibIdentityEncoder` (``"dlib-resnet"``, the default): dlib's 128-d face
+  recognition ResNet ported to torch from the ``.dat`` file the ``face-recognition-models`` package ships, with a
+  fixed differentiable warp to dlib's 150 px chip. Differentiable, no download.
+* :mod:`.dlib_judge` — :class:`DlibFaceJudge` (``"dlib"``): dlib's own per-face chip (5-point landmarks) and the
+  same network; for metrics and for judging guided samples (not differentiable through the landmarking).
 
 The classes and helpers of those modules are re-exported here for existing imports; new code may import them
 from their own module. Nothing is downloaded and nothing heavy is imported at import time: ``onnx``/``dlib``/
@@ -36,6 +39,7 @@ from .arcface import (
 )
 from .arcface_onnx import ONNX_WEIGHTS_HINT, OnnxArcFaceEncoder
 from .dlib_judge import DLIB_FACE_BOX, DlibFaceJudge
+from .dlib_resnet import DlibIdentityEncoder
 from .iresnet import IRESNET_LAYERS, IBasicBlock, IResNet, iresnet
 
 __all__ = [
@@ -45,6 +49,7 @@ __all__ = [
     "IRESNET_LAYERS",
     "ArcFaceEncoder",
     "DlibFaceJudge",
+    "DlibIdentityEncoder",
     "IBasicBlock",
     "IResNet",
     "IdentityEncoder",
@@ -52,12 +57,15 @@ __all__ = [
     "cosine_similarity",
     "ffhq_to_arcface_affine",
     "iresnet",
+    "identity_encoder_for",
     "load_identity_encoder",
     "warp_to_arcface",
 ]
 
 #: Names accepted by :func:`load_identity_encoder`.
-IDENTITY_ENCODER_NAMES = ("arcface", "arcface-onnx", "dlib")
+IDENTITY_ENCODER_NAMES = ("dlib-resnet", "arcface", "arcface-onnx", "dlib")
+#: The differentiable identity model used when none is named: it ships with AuthFace's core dependencies.
+DEFAULT_IDENTITY_MODEL = "dlib-resnet"
 
 
 @runtime_checkable
@@ -104,12 +112,16 @@ def load_identity_encoder(name: str, path: str | os.PathLike | None = None, **kw
     * ``"arcface-onnx"``: :meth:`OnnxArcFaceEncoder.from_pretrained` on ``path`` (an insightface recogniser
       ``.onnx`` such as ``buffalo_l/w600k_r50.onnx``, or its folder), converted into an IResNet and cached;
       ``kw``: ``device``, ``dtype``, ``antialias``.
+    * ``"dlib-resnet"`` (default): :class:`DlibIdentityEncoder`, differentiable; ``path`` optionally the
+      ``dlib_face_recognition_resnet_model_v1.dat`` file (default: the installed package's).
     * ``"dlib"``: :class:`DlibFaceJudge` (not differentiable); ``path`` optionally the folder of dlib ``.dat``
       files; ``kw``: ``num_jitters``, ``padding``.
 
     Raises ``ValueError`` for an unknown name or a missing ``path``, ``FileNotFoundError`` for a missing file.
     """
     key = str(name).strip().lower()
+    if key == "dlib-resnet":
+        return DlibIdentityEncoder.from_pretrained(path, **kw)
     if key == "dlib":
         return DlibFaceJudge(models_dir=path, **kw)
     if key in ("arcface", "arcface-onnx"):
@@ -126,3 +138,15 @@ def load_identity_encoder(name: str, path: str | os.PathLike | None = None, **kw
             return ArcFaceEncoder.from_pretrained(path, **kw)
         return OnnxArcFaceEncoder.from_pretrained(path, **kw)
     raise ValueError(f"unknown identity encoder {name!r}; choose one of: {', '.join(IDENTITY_ENCODER_NAMES)}")
+
+
+def identity_encoder_for(model: str | os.PathLike | None, **kw: Any) -> IdentityEncoder:
+    """The differentiable identity encoder a user names with ``--identity-model``: nothing, ``dlib`` or
+    ``dlib-resnet`` -> the dlib ResNet (no download); a ``.onnx`` file or folder -> insightface recogniser; any
+    other path -> ArcFace IResNet weights (``.pth``/``.safetensors``). ``kw`` go to the encoder (``arch``,
+    ``device``, ``dtype``)."""
+    if model is None or str(model).strip().lower() in ("", "dlib", "dlib-resnet", "default"):
+        kw.pop("arch", None)
+        return load_identity_encoder(DEFAULT_IDENTITY_MODEL, **kw)
+    kind = "arcface-onnx" if str(model).lower().endswith(".onnx") else "arcface"
+    return load_identity_encoder(kind, model, **kw)
