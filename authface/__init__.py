@@ -5,7 +5,7 @@ Nothing heavy happens at import: torch/diffusers are imported when a name that n
 
 from __future__ import annotations
 
-import importlib
+from .lazy import lazy_getattr
 
 __version__ = "0.1.0"
 
@@ -21,7 +21,4 @@ _LAZY = {
 __all__ = ["__version__", *_LAZY]
 
 
-def __getattr__(name: str):
-    if name in _LAZY:
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'authface' has no attribute {name!r}")
+__getattr__ = lazy_getattr(__name__, _LAZY)

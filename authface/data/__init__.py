@@ -6,6 +6,8 @@
   faces + manifest), with its settings (:mod:`.prepare_settings`), captions (:mod:`.captions`), near-duplicate
   index (:mod:`.dedupe`) and dataset card (:mod:`.card`).
 * :mod:`authface.data.manifest`: the dataset folder's files and ``read_manifest`` (what training reads).
+* :mod:`authface.data.occlusions`: synthetic face masks and old-photo damage with their masks (inpainting data).
+* :mod:`authface.data.benchmark`: the library side of ``authface degrade`` (replayable synthetic benchmarks).
 * :mod:`authface.data.dataset`: manifest records -> training samples (HQ, synthetic LQ, quality, caption, boxes).
 
 Nothing is imported at import time: the names below load their module when first used.
@@ -13,7 +15,7 @@ Nothing is imported at import time: the names below load their module when first
 
 from __future__ import annotations
 
-import importlib
+from ..lazy import lazy_getattr
 
 _LAZY = {
     "DegradationConfig": "authface.data.degradations",
@@ -27,12 +29,19 @@ _LAZY = {
     "PrepareError": "authface.data.prepare_settings",
     "PrepareSettings": "authface.data.prepare_settings",
     "prepare_dataset": "authface.data.prepare",
+    "MASK_STYLES": "authface.data.occlusions",
+    "DAMAGE_KINDS": "authface.data.occlusions",
+    "FaceMaskSettings": "authface.data.occlusions",
+    "DamageSettings": "authface.data.occlusions",
+    "occlude_face": "authface.data.occlusions",
+    "damage_photo": "authface.data.occlusions",
+    "sample_mask_params": "authface.data.occlusions",
+    "apply_mask_params": "authface.data.occlusions",
+    "sample_damage_params": "authface.data.occlusions",
+    "apply_damage_params": "authface.data.occlusions",
 }
 
 __all__ = list(_LAZY)
 
 
-def __getattr__(name: str):
-    if name in _LAZY:
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'authface.data' has no attribute {name!r}")
+__getattr__ = lazy_getattr(__name__, _LAZY)

@@ -18,7 +18,7 @@ Nothing is imported at import time: the names below load their module when first
 
 from __future__ import annotations
 
-import importlib
+from ..lazy import lazy_getattr
 
 _LAZY = {
     "evaluate": "authface.eval.evaluate",
@@ -41,7 +41,4 @@ _LAZY = {
 __all__ = list(_LAZY)
 
 
-def __getattr__(name: str):
-    if name in _LAZY:
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'authface.eval' has no attribute {name!r}")
+__getattr__ = lazy_getattr(__name__, _LAZY)
