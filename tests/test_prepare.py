@@ -368,3 +368,18 @@ def test_usage_error_for_an_unknown_detector_exits_2(tmp_path, source_dir):
     with pytest.raises(SystemExit) as exc, contextlib.redirect_stderr(_io.StringIO()):
         _run([str(source_dir), "-o", str(tmp_path / "ds"), "--detector", "hog"])
     assert exc.value.code == 2
+
+
+def test_aligned_inputs_skip_detection(tmp_path, astronaut_rgb):
+    """FFHQ-style aligned crops: --aligned takes each image as one face (no detector is even built)."""
+    import json
+
+    src = tmp_path / "crops"
+    src.mkdir()
+    Image.fromarray(np.ascontiguousarray(astronaut_rgb[20:260, 110:350])).save(src / "a.png")
+    Image.fromarray(np.zeros((200, 200, 3), np.uint8) + 128).save(src / "flat.png")  # no face to detect at all
+    rc, err = _run([str(src), "-o", str(tmp_path / "ds"), "--aligned", "--crop-size", "64",
+                  "--min-face-size", "0", "--dedupe-threshold", "-1"])  # fmt: skip
+    assert rc == 0, err
+    recs = [json.loads(line) for line in (tmp_path / "ds" / "manifest.jsonl").read_text().splitlines()]
+    assert len(recs) == 2

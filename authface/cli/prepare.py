@@ -61,6 +61,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--max-faces", type=int, default=None, help="keep at most N faces per photo (largest first)")
     p.add_argument("--max-pixels", type=int, default=d.max_pixels, help="refuse larger images as unreadable")
     p.add_argument("--no-recursive", action="store_true", help="do not descend into sub-folders")
+    p.add_argument("--aligned", action="store_true",
+                   help="inputs already are aligned face crops (FFHQ, CelebA-HQ): no detection")  # fmt: skip
     p.set_defaults(func=run)
     return p
 
@@ -76,6 +78,7 @@ def settings_from_args(args):
         caption_template=args.caption_template, captions=args.captions, caption_column=args.caption_column,
         caption_path_column=args.caption_path_column, dedupe_threshold=args.dedupe_threshold,
         max_faces=args.max_faces, device=args.device, recursive=not args.no_recursive, max_pixels=args.max_pixels,
+        aligned=args.aligned,
     )  # fmt: skip
 
 

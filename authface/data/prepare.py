@@ -218,6 +218,8 @@ def _face_stage(settings: PrepareSettings, detector):
     from .. import face
     from ..face.stage import FaceStage
 
+    if settings.aligned:
+        return FaceStage(None, int(settings.crop_size), aligned=True)
     try:
         if detector is None:
             kwargs = {"upsample": settings.upsample} if settings.detector.startswith("dlib") else {}

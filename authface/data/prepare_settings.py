@@ -56,6 +56,9 @@ class PrepareSettings:
     caption_path_column: str | None = None
     dedupe_threshold: int = 6
     max_faces: int | None = None
+    aligned: bool = False
+    """Inputs already are aligned face crops (FFHQ, CelebA-HQ): no detection, each image is one face resized to
+    ``crop_size`` (its size counts as the face size)."""
     device: str = "cpu"
     recursive: bool = True
     max_pixels: int = io.DEFAULT_MAX_PIXELS
