@@ -360,3 +360,46 @@ def test_transparency_dropped_for_jpeg_is_visible_and_noted(tiny_model_dir, astr
     assert any("transparency dropped" in n for n in rec["notes"])
     corner = np.asarray(Image.open(out / "cutout.jpg"))[:50, :50]
     assert corner.mean() > 240  # composited onto white, not black
+
+
+# ------------------------------------------------------------------ several processes
+def test_two_processes_equal_one_and_merge_one_manifest(tiny_model_dir, astronaut, tmp_path):
+    """`--num-processes 2` (torchrun, two CPU processes): the same bytes as one process, one merged manifest.
+
+    Both runs use one thread per process (torchrun's default), so the arithmetic is the same."""
+    import os
+    import subprocess
+    import sys
+
+    src = tmp_path / "in"
+    src.mkdir()
+    for i in range(3):
+        Image.fromarray(np.ascontiguousarray(np.roll(astronaut, 30 * i, axis=1))).save(src / f"p{i}.png")
+    common = [sys.executable, "-m", "authface", "restore", str(src), "--model", str(tiny_model_dir), *FAST,
+              "--batch-size", "1"]  # fmt: skip
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    for out, extra in (("one", []), ("two", ["--num-processes", "2"])):
+        proc = subprocess.run([*common, "-o", str(tmp_path / out), *extra], capture_output=True, text=True,
+                              timeout=600, env=env)  # fmt: skip
+        assert proc.returncode == 0, proc.stderr[-3000:]
+    for i in range(3):
+        assert (tmp_path / "one" / f"p{i}.png").read_bytes() == (tmp_path / "two" / f"p{i}.png").read_bytes()
+    assert not list((tmp_path / "two").glob("manifest.*-of-*.jsonl"))  # shards merged away
+    recs = _records(tmp_path / "two")
+    assert sorted(r["input"].rsplit("/", 1)[1] for r in recs if r["type"] == "photo") == [f"p{i}.png" for i in range(3)]
+    assert sorted(r["process"]["rank"] for r in recs if r["type"] == "run") == [0, 1]
+
+
+def test_resume_reads_shards_a_killed_distributed_run_left(tiny_model_dir, astronaut, tmp_path, capsys):
+    from authface.io.manifest import RunManifest
+
+    src = tmp_path / "in"
+    src.mkdir()
+    Image.fromarray(astronaut).save(src / "a.png")
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "a.png").write_bytes(b"")  # placeholder output, as written before the kill
+    shard = RunManifest(out, rank=1, world_size=2)
+    shard.write({"type": "photo", "input": str(src / "a.png"), "status": "restored", "output": str(out / "a.png")})
+    assert main(["restore", str(src), "-o", str(out), "--model", str(tiny_model_dir), *FAST]) == 0
+    assert "1 already done" in capsys.readouterr().err

@@ -51,6 +51,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         parser = build_parser()
         args = parser.parse_args(argv)
+        args.argv = list(argv) if argv is not None else sys.argv[1:]  # for commands that re-launch themselves
         level = logging.WARNING - 10 * min(args.verbose, 2)
         logging.basicConfig(level=level, format="authface: %(levelname)s: %(message)s")
         if args.verbose < 2 and args.command in ("restore", "train"):

@@ -115,6 +115,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     for flag, key in RESTORE_SWITCHES.items():
         r.add_argument(flag, dest=_dest(flag), action="store_true", default=None, help=f"({key}=true)")
     r.add_argument("--no-recursive", dest="no_recursive", action="store_true", help="do not descend into subfolders")
+    r.add_argument("--num-processes", type=int, default=None, metavar="N",
+                   help="restore on N processes (one per GPU; CPU processes without CUDA) with torchrun; "
+                        "the same as `accelerate launch --num_processes N -m authface restore ...`")  # fmt: skip
     r.set_defaults(func=cmd_restore)
     return r
 
@@ -340,8 +343,12 @@ def cmd_restore(args) -> int:
 
 
 def _restore(args, stats: dict) -> int:
-    from ..io.manifest import MANIFEST_NAME, RunManifest
+    from ..io.manifest import RunManifest, merge_shards
+    from .distributed import current_world, device_of, launch, shard, wait_for_everyone
 
+    world = current_world()
+    if (args.num_processes or 1) > 1 and not world.distributed:  # start the processes, then they do the rest
+        return launch(_without_num_processes(args.argv), args.num_processes)
     try:
         cfg = load_config(RestoreConfig, args.config, _overrides(args))
         out_dir, jobs = _plan(args, cfg)
@@ -351,8 +358,9 @@ def _restore(args, stats: dict) -> int:
     except _UsageError as e:
         print(f"authface: error: {e}", file=sys.stderr)
         return 2
-    manifest = RunManifest(out_dir / MANIFEST_NAME)
-    todo, skipped_done = _pending(jobs, manifest.done(), cfg.io.overwrite)
+    cfg.model.device = device_of(world, cfg.model.device)
+    manifest = RunManifest(out_dir, world.rank, world.size)
+    todo, skipped_done = _pending(shard(jobs, world), manifest.done(), cfg.io.overwrite)
     counts, failures = stats["counts"], stats["failures"]
     if todo:
         try:
@@ -365,16 +373,34 @@ def _restore(args, stats: dict) -> int:
         manifest.write({
             "type": "run", "started": datetime.datetime.now(datetime.timezone.utc).isoformat(),
             "argv": sys.argv[1:], "device": str(restorer.device), "dtype": str(restorer.dtype).replace("torch.", ""),
+            "process": {"rank": world.rank, "world_size": world.size},
             "versions": _versions(), "config": to_dict(cfg),
         })  # fmt: skip
         _run(restorer, todo, cfg, out_dir, manifest, stats)
-
+    where = f"process {world.rank + 1}/{world.size}: " if world.distributed else ""
     summary = (
-        f"authface: {len(jobs)} photo(s): {counts['restored']} restored, {counts['copied']} copied (no face), "
-        f"{counts['skipped_no_face']} skipped (no face), {skipped_done} already done, {counts['failed']} failed"
+        f"authface: {where}{len(shard(jobs, world))} photo(s): {counts['restored']} restored, {counts['copied']} "
+        f"copied (no face), {counts['skipped_no_face']} skipped (no face), {skipped_done} already done, "
+        f"{counts['failed']} failed"
     )
     if failures:
         summary += " (each named above)"
     print(summary, file=sys.stderr)
-    print(f"authface: outputs and manifest in {out_dir}", file=sys.stderr)
+    wait_for_everyone(world)
+    if world.rank == 0:
+        if world.distributed and out_dir.is_dir():
+            merge_shards(out_dir)
+        print(f"authface: outputs and manifest in {out_dir}", file=sys.stderr)
     return 1 if failures else 0
+
+
+def _without_num_processes(argv: list[str]) -> list[str]:
+    out, skip = [], False
+    for a in argv:
+        if skip:
+            skip = False
+        elif a == "--num-processes":
+            skip = True
+        elif not a.startswith("--num-processes="):
+            out.append(a)
+    return out
