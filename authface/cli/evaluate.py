@@ -1,8 +1,10 @@
 """``authface eval``: score restored face folders against GT / LQ / reference folders and write a report.
 
 The library side is :func:`authface.eval.evaluate` and :func:`authface.eval.write_report`. Metrics that cannot run
-here (missing weights or packages) are reported as unavailable, never fatal. Exit codes: 0 success, 1 when inputs
-do not pair or cannot be read (every file named on stderr), 2 for usage errors.
+here (missing weights or packages) are reported as unavailable, never fatal. With inpainting masks (``--masks DIR``,
+or ``mask/`` next to a benchmark's ``lq/``), PSNR/SSIM/L1/LPIPS are also reported inside and outside the mask.
+Exit codes: 0 success, 1 when inputs do not pair or cannot be read, or a mask is unusable (every file named on
+stderr; checked before anything is computed), 2 for usage errors.
 """
 
 from __future__ import annotations
@@ -63,6 +65,13 @@ def _input_args(p: argparse.ArgumentParser) -> None:
         metavar="NAME",
         help="lq | bicubic | lanczos | py:MODULE:FUNC | cv2sr:MODEL.pb (repeatable; needs --lq)",
     )
+    g.add_argument(
+        "--masks",
+        metavar="DIR",
+        help="inpainting masks (white = filled region), paired by relative path: PSNR/SSIM/L1/LPIPS inside and "
+        "outside the mask (default: mask/ next to a benchmark's lq/ folder)",
+    )
+    g.add_argument("--no-masks", action="store_true", help="ignore a benchmark's mask/ folder")
     g.add_argument("--allow-missing", action="store_true", help="evaluate the images common to all folders")
     g.add_argument(
         "--resize-pred",
@@ -176,6 +185,7 @@ def _folders(args: argparse.Namespace) -> tuple[dict[str, str], str | None, str 
         ("--gt", gt),
         ("--lq", lq),
         ("--reference", args.reference),
+        ("--masks", args.masks),
         *((f"--pred {n}", d) for n, d in preds.items()),
     ]
     for label, path in named:
@@ -227,6 +237,8 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         preds, gt, lq, metadata = _folders(args)
+        if args.masks and args.no_masks:
+            raise _UsageError("--masks and --no-masks contradict each other")
     except _UsageError as exc:
         return fail(str(exc))
     metrics = [s for s in args.metrics.split(",") if s.strip()] if args.metrics else None
@@ -234,6 +246,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         result = evaluate(
             preds, gt=gt, lq=lq, reference=args.reference, metadata=metadata, metrics=metrics,
+            masks=False if args.no_masks else args.masks,
             baselines=args.baseline, options=_options(args), id_target=args.id_target, batch_size=args.batch_size,
             resize_pred=args.resize_pred, allow_missing=args.allow_missing, gt_row=args.gt_row,
             max_pixels=args.max_pixels, progress=progress,

@@ -3,10 +3,23 @@ clean aligned faces::
 
     BENCH/lq/<relative path>.png    LQ (lossless PNG: exactly the sampled degradation), same size as the HQ
     BENCH/gt/<relative path>        the HQ file itself, copied byte for byte (or linked: gt_mode)
+    BENCH/mask/<relative path>.png  (presets ``mask`` and ``old-photo`` only) the occlusion mask, same size:
+                                    white (255) = the region to fill, black (0) = known; stored as RGB PNG
     BENCH/metadata.jsonl            line 1: {"type": "benchmark", preset, config, seed, rng, versions, ...};
                                     then one {"type": "image", rel, key, hq, hq_sha256, lq, lq_sha256, gt, size,
                                     params} per image, sorted by relative path (params: every sampled value;
-                                    authface.data.degradations.degrade_from_params(hq, params) replays it exactly)
+                                    :func:`replay` (hq, preset, params) gives the LQ (and mask) again, byte for
+                                    byte); occlusion presets add mask, mask_sha256 and mask_area (fraction of
+                                    the image under the mask)
+
+Presets: the degradation presets of :data:`authface.data.degradations.PRESETS` (blind restoration), and the
+:data:`OCCLUSION_PRESETS` (inpainting, from :mod:`authface.data.occlusions`): ``mask`` draws one synthetic face
+mask per image (style drawn from :class:`~authface.data.occlusions.FaceMaskSettings`), ``old-photo`` ages the image
+(scratches, creases, tears, stains with their mask; gray, yellowing, fading, grain without). The face mask is placed
+from the FFHQ template landmarks (:func:`authface.face.face_template`, scaled to the image; non-square images get
+it stretched): the inputs are aligned crops, so the template is where the eyes, nose and mouth are to within a few
+pixels, and a benchmark does not depend on whether dlib is installed (the landmarks used are in every record's
+params; dlib's 68 points would change the masks from one machine to the next).
 
 Each image's generator is ``numpy.random.default_rng(SeedSequence([seed, *w]))`` with ``w`` the eight 32-bit words of
 ``sha256(relative path)``: adding images to the HQ folder changes no existing LQ, the same seed gives byte-identical
@@ -26,19 +39,26 @@ from pathlib import Path
 from typing import Any, Literal
 
 from authface import io
-from authface.config import choices, to_dict
+from authface.config import DegradationPreset, choices, to_dict
 
 __all__ = [
+    "BENCHMARK_PRESETS",
     "GT_MODES",
+    "MASK_DIR",
+    "OCCLUSION_PRESETS",
     "METADATA_FORMAT",
     "METADATA_NAME",
     "BenchmarkResult",
     "BenchmarkSettingsError",
+    "BenchmarkPreset",
     "GTMode",
+    "OcclusionPreset",
     "bench_rng",
     "build_benchmark",
     "degradation_factors",
+    "occlude_image",
     "read_benchmark_metadata",
+    "replay",
 ]
 
 METADATA_NAME = "metadata.jsonl"
@@ -47,6 +67,15 @@ METADATA_FORMAT = 1
 GTMode = Literal["copy", "symlink", "hardlink"]
 GT_MODES: tuple[str, ...] = choices(GTMode)
 _SETTINGS_KEYS = ("preset", "seed", "config", "gt_mode", "format")
+#: Inpainting benchmarks: synthetic face masks, old-photo damage (each image gets a mask in ``mask/``).
+OcclusionPreset = Literal["mask", "old-photo"]
+OCCLUSION_PRESETS: tuple[str, ...] = choices(OcclusionPreset)
+#: Every preset of ``authface degrade``: the degradation presets, then the occlusion presets.
+BenchmarkPreset = Literal[DegradationPreset, OcclusionPreset]
+BENCHMARK_PRESETS: tuple[str, ...] = choices(BenchmarkPreset)
+#: The benchmark subfolder of the masks (white = region to fill).
+MASK_DIR = "mask"
+_LANDMARKS_NOTE = "FFHQ template (authface.face.face_template) scaled to the image size"
 
 
 class BenchmarkSettingsError(ValueError):
@@ -71,6 +100,67 @@ def bench_rng(seed: int, rel: str):
 
     words = struct.unpack("<8I", hashlib.sha256(rel.encode("utf-8")).digest())
     return np.random.default_rng(np.random.SeedSequence([int(seed), *words]))
+
+
+def _occlusion_settings(preset: str, settings: Any = None) -> Any:
+    """The settings object of an occlusion preset (``settings`` when given, checked for its class)."""
+    from authface.data.occlusions import DamageSettings, FaceMaskSettings
+
+    cls = FaceMaskSettings if preset == "mask" else DamageSettings
+    if settings is None:
+        return cls()
+    if not isinstance(settings, cls):
+        raise ValueError(f"preset {preset!r} takes {cls.__name__} settings, got {type(settings).__name__}")
+    settings.validate()
+    return settings
+
+
+def _template_landmarks(h: int, w: int):
+    """The 5 FFHQ template points scaled to an ``h`` x ``w`` image: float32 (5, 2), pixels."""
+    import numpy as np
+
+    from authface.face import face_template
+
+    return face_template(512) * np.array([w / 512.0, h / 512.0], np.float32)
+
+
+def occlude_image(img, rng, preset: str, settings: Any = None) -> tuple[Any, Any, dict[str, Any]]:
+    """Occlude one clean aligned face like the ``mask`` / ``old-photo`` benchmark presets.
+
+    Args:
+        img: uint8 RGB ``(H, W, 3)``.
+        rng: a :class:`numpy.random.Generator` (the only randomness).
+        preset: ``"mask"`` (:func:`~authface.data.occlusions.occlude_face` with a drawn style, placed from the
+            FFHQ template landmarks) or ``"old-photo"`` (:func:`~authface.data.occlusions.damage_photo`).
+        settings: :class:`~authface.data.occlusions.FaceMaskSettings` / ``DamageSettings``; None: defaults.
+
+    Returns:
+        ``(occluded uint8 (H, W, 3), mask uint8 (H, W) in {0, 255} (255 = to fill), JSON-ready params)``.
+
+    Raises:
+        ValueError: an unknown preset, a bad image or settings.
+    """
+    from authface.data.occlusions import damage_photo, occlude_face
+
+    if preset not in OCCLUSION_PRESETS:
+        raise ValueError(f"occlusion preset must be one of {', '.join(OCCLUSION_PRESETS)}, got {preset!r}")
+    cfg = _occlusion_settings(preset, settings)
+    if preset == "mask":
+        h, w = img.shape[:2]
+        return occlude_face(img, _template_landmarks(h, w), rng, None, cfg)
+    return damage_photo(img, rng, cfg)
+
+
+def replay(hq, preset: str, params: Mapping[str, Any]) -> tuple[Any, Any]:
+    """The LQ image (and mask) of one benchmark record again: ``(lq uint8 (H, W, 3), mask uint8 (H, W) or
+    None)`` from the HQ image and the record's ``params``, byte-identical to the benchmark's files."""
+    if preset in OCCLUSION_PRESETS:
+        from authface.data.occlusions import apply_damage_params, apply_mask_params
+
+        return (apply_mask_params if preset == "mask" else apply_damage_params)(hq, dict(params))
+    from authface.data.degradations import degrade_from_params
+
+    return degrade_from_params(hq, dict(params)), None
 
 
 def _sha256(path: Path) -> str:
@@ -108,6 +198,8 @@ def _place_gt(src: Path, gt_path: Path, mode: str) -> None:
 
 def _degrade_job(job: dict[str, Any]) -> dict[str, Any]:
     """One image (runs in a worker process): read HQ, degrade, write LQ PNG and the GT copy. Never raises."""
+    import numpy as np
+
     from authface.data.degradations import degrade, get_preset
 
     src, rel = Path(job["src"]), job["rel"]
@@ -116,7 +208,11 @@ def _degrade_job(job: dict[str, Any]) -> dict[str, Any]:
     try:
         hq_sha = _sha256(src)
         img = io.read_image(src, max_pixels=job["max_pixels"])
-        lq, params = degrade(img.rgb, bench_rng(job["seed"], rel), get_preset(job["preset"]))
+        rng, mask = bench_rng(job["seed"], rel), None
+        if job["preset"] in OCCLUSION_PRESETS:
+            lq, mask, params = occlude_image(img.rgb, rng, job["preset"], job["settings"])
+        else:
+            lq, params = degrade(img.rgb, rng, get_preset(job["preset"]))
         io.write_image(lq_path, lq)
         _place_gt(src, gt_path, job["gt_mode"])
         record = {
@@ -124,6 +220,11 @@ def _degrade_job(job: dict[str, Any]) -> dict[str, Any]:
             "hq_sha256": hq_sha, "lq": job["lq"], "lq_sha256": _sha256(lq_path), "gt": job["gt"],
             "size": [int(img.rgb.shape[1]), int(img.rgb.shape[0])], "notes": img.notes, "params": params,
         }  # fmt: skip
+        if mask is not None:
+            mask_path = out / job["mask"]
+            io.write_image(mask_path, np.repeat(mask[..., None], 3, axis=2))
+            record.update(mask=job["mask"], mask_sha256=_sha256(mask_path),
+                          mask_area=float(np.count_nonzero(mask)) / mask.size)  # fmt: skip
         return {"rel": rel, "record": record}
     except Exception as exc:  # noqa: BLE001 - one bad file never stops the benchmark
         reason = exc.reason if isinstance(exc, io.ImageReadError) else f"{type(exc).__name__}: {exc}"
@@ -164,14 +265,21 @@ def _write_metadata(path: Path, header: dict, records: Mapping[str, dict]) -> No
 
 def _header(preset: str, seed: int, cfg: Any, gt_mode: str, hq_root: str | None) -> dict:
     from authface.data.degradations import PARAMS_VERSION
+    from authface.data.occlusions import DAMAGE_PARAMS_VERSION, MASK_PARAMS_VERSION
 
-    return {
+    version = {"mask": MASK_PARAMS_VERSION, "old-photo": DAMAGE_PARAMS_VERSION}.get(preset, PARAMS_VERSION)
+    header = {
         "type": "benchmark", "format": METADATA_FORMAT, "preset": preset, "seed": int(seed),
-        "config": json.loads(json.dumps(to_dict(cfg))), "params_version": PARAMS_VERSION, "gt_mode": gt_mode,
+        "config": json.loads(json.dumps(to_dict(cfg))), "params_version": version, "gt_mode": gt_mode,
         "lq_format": "png",
         "rng": "numpy.random.default_rng(SeedSequence([seed, *struct.unpack('<8I', sha256(rel.encode()).digest())]))",
         "hq_dir": hq_root, "versions": _versions(),
     }  # fmt: skip
+    if preset in OCCLUSION_PRESETS:
+        header.update(mask_dir=MASK_DIR, mask_format="png, white (255) = region to fill")
+        if preset == "mask":
+            header["landmarks"] = _LANDMARKS_NOTE
+    return header
 
 
 def _check_settings(out: Path, old: dict | None, new: dict, overwrite: bool) -> bool:
@@ -187,25 +295,22 @@ def _check_settings(out: Path, old: dict | None, new: dict, overwrite: bool) -> 
     return False
 
 
-def _existing(
-    src: Path, rel_s: str, lq_path: Path, gt_path: Path, old_records: Mapping[str, dict]
-) -> str | None:
-    """An output that already exists: None when it was made from the same HQ bytes (kept), else the reason."""
+def _existing(src: Path, rel_s: str, paths: Sequence[Path], old_records: Mapping[str, dict]) -> str | None:
+    """An output that already exists: None when it was made from the same HQ bytes (kept), else the reason.
+    ``paths``: the LQ, GT (and mask) files of the image."""
     rec = old_records.get(rel_s)
     if rec is None:
-        where = lq_path if lq_path.exists() else gt_path
+        where = next((p for p in paths if p.exists() or p.is_symlink()), paths[0])
         return (
             f"{src}: {where} exists and is not recorded in this benchmark's metadata; kept (pass --overwrite)"
         )
     try:
-        unchanged = rec.get("hq_sha256") == _sha256(src) and lq_path.is_file() and gt_path.exists()
+        unchanged = rec.get("hq_sha256") == _sha256(src) and all(p.exists() for p in paths)
     except OSError as exc:
         return f"{src}: {exc}"
     if unchanged:
         return None
-    return (
-        f"{src}: changed since {lq_path} was made (or that file is missing); pass --overwrite to re-make it"
-    )
+    return f"{src}: changed since {paths[0]} was made (or one of its files is missing); pass --overwrite to re-make it"
 
 
 def _plan(
@@ -229,17 +334,21 @@ def _plan(
                 records.pop(rel_s, None)
             continue
         src, rel_s = group[0]
-        lq_rel = (Path("lq") / Path(rel_s).with_suffix(".png")).as_posix()
-        gt_rel = (Path("gt") / rel_s).as_posix()
-        lq_path, gt_path = out / lq_rel, out / gt_rel
-        if (lq_path.exists() or gt_path.exists() or gt_path.is_symlink()) and not overwrite:
-            reason = _existing(src, rel_s, lq_path, gt_path, old_records)
+        rels = {
+            "lq": (Path("lq") / Path(rel_s).with_suffix(".png")).as_posix(),
+            "gt": (Path("gt") / rel_s).as_posix(),
+        }
+        if job_base["preset"] in OCCLUSION_PRESETS:
+            rels["mask"] = (Path(MASK_DIR) / Path(rel_s).with_suffix(".png")).as_posix()
+        paths = [out / r for r in rels.values()]
+        if any(p.exists() or p.is_symlink() for p in paths) and not overwrite:
+            reason = _existing(src, rel_s, paths, old_records)
             if reason is None:
                 result.kept.append(rel_s)
             else:
                 result.failed.append((rel_s, reason))
             continue
-        jobs.append({**job_base, "src": str(src), "rel": rel_s, "lq": lq_rel, "gt": gt_rel})
+        jobs.append({**job_base, "src": str(src), "rel": rel_s, **rels})
     return jobs
 
 
@@ -269,13 +378,16 @@ def build_benchmark(
     gt_mode: str = "copy",
     max_pixels: int | None = None,
     progress: Callable[[int, int], None] | None = None,
+    settings: Any = None,
 ) -> BenchmarkResult:
     """Build (or complete) a synthetic benchmark in ``out_dir`` from clean aligned faces (see the module doc).
 
     Args:
         hq: a folder (walked recursively with :func:`authface.io.discover_inputs`) or explicit
             ``(path, relative path)`` pairs.
-        preset: a name of :data:`authface.data.degradations.PRESETS`.
+        preset: one of :data:`BENCHMARK_PRESETS`: a degradation preset
+            (:data:`authface.data.degradations.PRESETS`) or an occlusion preset (``mask``, ``old-photo``: a mask
+            per image in ``mask/``).
         seed: the benchmark seed (>= 0).
         workers: processes (1: in this process).
         overwrite: re-make files that exist; without it an existing LQ/GT file is kept when the metadata says it was
@@ -284,6 +396,9 @@ def build_benchmark(
             ``symlink`` or ``hardlink``.
         max_pixels: refuse larger images (decompression bombs); None: :data:`authface.io.DEFAULT_MAX_PIXELS`.
         progress: called with (done, total) after each image.
+        settings: occlusion presets only: :class:`~authface.data.occlusions.FaceMaskSettings` (``mask``) or
+            :class:`~authface.data.occlusions.DamageSettings` (``old-photo``); None: the defaults. Recorded in the
+            metadata header (other settings in the same folder need ``overwrite``).
 
     Raises:
         BenchmarkSettingsError: ``out_dir`` holds a benchmark made with other settings (and not ``overwrite``).
@@ -296,7 +411,14 @@ def build_benchmark(
         raise ValueError(f"seed must be an integer >= 0, got {seed!r}")
     if gt_mode not in GT_MODES:
         raise ValueError(f"gt_mode must be one of {', '.join(GT_MODES)}, got {gt_mode!r}")
-    cfg = get_preset(preset)
+    if preset in OCCLUSION_PRESETS:
+        cfg = _occlusion_settings(preset, settings)
+    elif settings is not None:
+        raise ValueError(
+            f"settings are for the occlusion presets ({', '.join(OCCLUSION_PRESETS)}), not {preset!r}"
+        )
+    else:
+        cfg = get_preset(preset)
     out = Path(out_dir).expanduser().resolve()
     if isinstance(hq, (str, os.PathLike)):
         hq_root = str(Path(hq).expanduser().resolve())
@@ -312,7 +434,8 @@ def build_benchmark(
     result = BenchmarkResult(out_dir=out, metadata=meta_path)
     records: dict[str, dict] = dict(old_records)
     job_base = {"out_dir": str(out), "seed": int(seed), "preset": preset, "gt_mode": gt_mode,
-                "max_pixels": int(max_pixels or io.DEFAULT_MAX_PIXELS)}  # fmt: skip
+                "max_pixels": int(max_pixels or io.DEFAULT_MAX_PIXELS),
+                "settings": cfg if preset in OCCLUSION_PRESETS else None}  # fmt: skip
     jobs = _plan(inputs, out, old_records, overwrite, result, records, job_base)
     out.mkdir(parents=True, exist_ok=True)
     done = 0
@@ -352,7 +475,14 @@ def _noise_level(n: Mapping | None) -> float:
 def degradation_factors(params: Mapping[str, Any]) -> dict[str, float]:
     """Scalar strengths of one sampled degradation (:func:`authface.data.degradations.sample_params`):
     ``blur_sigma`` (largest kernel sigma in pixels, 0 without blur), ``scale`` (downsampling factor), ``noise``
-    (Gaussian sigma on 0..255, or Poisson scale x 100, 0 without), ``jpeg`` (quality, 100 without)."""
+    (Gaussian sigma on 0..255, or Poisson scale x 100, 0 without), ``jpeg`` (quality, 100 without).
+
+    Occlusion params: ``face_coverage`` (fraction of the face region under a face mask) for ``mask``;
+    ``damage_area`` (fraction of the image under the damage mask) for ``old-photo``."""
+    if "style" in params and "coverage" in params:
+        return {"face_coverage": float(params["coverage"])}
+    if "elements" in params and "coverage" in params:
+        return {"damage_area": float(params["coverage"])}
     if params.get("pipeline") == "second_order":
         first, second, final = params["first"], params["second"], params["final"]
         return {

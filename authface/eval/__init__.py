@@ -6,6 +6,7 @@
   the NTIRE 2025 score.
 * :mod:`.registry`: :class:`MetricOptions` and ``build_metrics`` (metric names -> metric objects);
   :mod:`.base`: ``Column`` and the ``Metric`` interface.
+* :mod:`.masks`: inpainting masks (checked by ``read_mask``) and PSNR / SSIM / L1 / LPIPS inside and outside them.
 * :mod:`.pairing`: folder pairing and input checks; :mod:`.baselines`: non-learned baselines;
   :mod:`.evaluate`: :func:`evaluate` -> :class:`EvalResult` (:mod:`.result`).
 * :mod:`.report`: Markdown / CSV / JSON reports; :mod:`.gallery`: the HTML gallery; :mod:`.plots`: plots.
@@ -30,6 +31,9 @@ _LAZY = {
     "make_baseline": "authface.eval.baselines",
     "psnr": "authface.eval.fr",
     "ssim": "authface.eval.fr",
+    "read_mask": "authface.eval.masks",
+    "region_scores": "authface.eval.masks",
+    "MaskError": "authface.eval.masks",
     "landmark_distance": "authface.eval.face_metrics",
     "frechet_distance": "authface.eval.fid",
     "ntire2025_score": "authface.eval.nr",

@@ -28,6 +28,7 @@ from .base import Column, Metric
 from .baselines import Baseline, make_baseline, target_size
 from .common import dlib_version, package_version
 from .fid import FIDReference, InceptionFeatures, fid_scores, kid_scores, load_fid_reference
+from .masks import find_mask_dir, read_mask
 from .nr import NTIRE2025_COMPONENTS, NTIRE2025_INFO, ntire2025_score
 from .pairing import Pairing, check_pairs, image_key, pair_folders
 from .registry import DEFAULT_METRICS, MetricOptions, build_metrics
@@ -169,22 +170,31 @@ def _read(path: Path, run: _Run) -> np.ndarray:
     return io.read_image(path, max_pixels=run.max_pixels).rgb
 
 
-def _read_batch(run: _Run, keys: list[str]) -> tuple[list | None, list | None, list | None]:
-    """GT, LQ (when baselines or the identity target need it) and reference images of ``keys``."""
+def _read_batch(run: _Run, keys: list[str]) -> tuple[list | None, list | None, list | None, list | None]:
+    """GT, LQ (when baselines or the identity target need it), reference images and masks (bool (H, W), None for
+    a key without one) of ``keys``."""
     p = run.pairing
     gts = [_read(p.gt[k], run) for k in keys] if p.gt is not None else None
+    masks = None
+    if p.masks is not None:  # checked by check_pairs already
+        masks = [read_mask(p.masks[k], None, run.max_pixels)[0] if k in p.masks else None for k in keys]
     need_lq = run.baselines or run.id_key == "lq"
     lqs = [_read(p.lq[k], run) for k in keys] if need_lq and p.lq else None
     refs = None
     if run.id_key == "reference":
         refs = [[_read(path, run) for path in p.reference.get(k, [])] for k in keys]
-    return gts, lqs, refs
+    return gts, lqs, refs, masks
 
 
-def _targets(run: _Run, metric: Metric, keys: list[str], gts, lqs, refs) -> list:
-    """What ``metric`` compares each key's prediction with (None where there is nothing); cached per key."""
+def _targets(run: _Run, metric: Metric, keys: list[str], gts, lqs, refs, masks) -> list:
+    """What ``metric`` compares each key's prediction with (None where there is nothing); cached per key.
+    Region metrics (``needs == "mask"``) get ``(GT, mask)`` pairs."""
     if metric.needs == "none":
         return [None] * len(keys)
+    if metric.needs == "mask":
+        if gts is None or masks is None:
+            return [None] * len(keys)
+        return [(g, m) if m is not None else None for g, m in zip(gts, masks)]
     src = gts if metric.needs == "gt" else {"gt": gts, "lq": lqs, "reference": refs}[run.id_key]
     if metric.needs == "gt" and not metric.precomputes_targets:
         return src
@@ -272,9 +282,9 @@ def _score(
 
 def _evaluate_batch(run: _Run, keys: list[str]) -> None:
     t0 = time.perf_counter()
-    gts, lqs, refs = _read_batch(run, keys)
+    gts, lqs, refs, masks = _read_batch(run, keys)
     run.timer.add("read", time.perf_counter() - t0)
-    targets = {m.key: _targets(run, m, keys, gts, lqs, refs) for m in run.metrics}
+    targets = {m.key: _targets(run, m, keys, gts, lqs, refs, masks) for m in run.metrics}
     gt_feats = None
     if run.inception is not None and (not run.opts.fid_ref or "GT" in run.methods):
         t0 = time.perf_counter()
@@ -404,6 +414,7 @@ def evaluate(
     lq: str | os.PathLike | None = None,
     reference: str | os.PathLike | None = None,
     metadata: str | os.PathLike | None = None,
+    masks: str | os.PathLike | bool | None = None,
     metrics: Sequence[str] | None = None,
     baselines: Sequence[str] = (),
     options: MetricOptions | None = None,
@@ -422,6 +433,9 @@ def evaluate(
         gt / lq / reference: folders (see :func:`~authface.eval.pairing.pair_folders`); ``metadata``: an
             ``authface degrade`` ``metadata.jsonl`` (found automatically next to ``lq`` when ``lq`` is a benchmark's
             ``lq/`` folder).
+        masks: a folder of inpainting masks (white = filled region, paired by relative path): ``psnr``, ``ssim``,
+            ``l1`` and ``lpips`` are also reported inside and outside the mask (:mod:`authface.eval.masks`). None:
+            ``mask/`` next to a benchmark's ``lq/`` folder when there is one; False: no masks.
         metrics: metric names (:data:`~authface.eval.registry.BUILTIN_METRICS`, or pyiqa names); None:
             :data:`~authface.eval.registry.DEFAULT_METRICS`.
         baselines: :func:`~authface.eval.baselines.make_baseline` specs, evaluated like methods (need ``lq``).
@@ -436,7 +450,8 @@ def evaluate(
 
     Raises:
         PairingError: folders that do not pair (files named).
-        EvalInputError: unreadable images and size mismatches (every file named, with the fix).
+        EvalInputError: unreadable images, size mismatches and unusable masks (wrong size, not binary, empty,
+            full, unreadable): every file named, with the fix; raised before anything is computed.
         ValueError: bad options (unknown metric option values, baselines without ``lq``...).
     """
     t_start = time.perf_counter()
@@ -449,11 +464,12 @@ def evaluate(
         raise ValueError(
             "nothing to evaluate: pass --pred DIR and/or --baseline lq|bicubic|lanczos (with --lq)"
         )
-    pairing = pair_folders(preds, gt, lq, reference, allow_missing)
+    masks = find_mask_dir(lq) if masks is None or masks is True else (masks or None)
+    pairing = pair_folders(preds, gt, lq, reference, allow_missing, masks)
     metadata = _find_metadata(metadata, lq)
     meta_header, meta_records = load_bench_metadata(metadata) if metadata is not None else ({}, {})
     id_key, id_desc = _identity_target(id_target, pairing, reference)
-    built = build_metrics(metrics, opts, pairing.gt is not None, id_desc)
+    built = build_metrics(metrics, opts, pairing.gt is not None, id_desc, pairing.masks is not None)
     mp = int(max_pixels) if max_pixels else io.DEFAULT_MAX_PIXELS
     run = _Run(
         pairing, opts, mp, max(1, int(batch_size)), list(pairing.warnings), *built, id_key, meta_records
@@ -461,7 +477,7 @@ def evaluate(
     _add_methods(run, preds, baselines, gt_row)
     _setup_fid(run, gt)
     t0 = time.perf_counter()
-    check_pairs(pairing, mp, resize_pred)
+    run.warnings.extend(check_pairs(pairing, mp, resize_pred))
     run.timer.add("read (validation)", time.perf_counter() - t0)
     keys = pairing.keys
     for start in range(0, len(keys), run.batch_size):
@@ -470,5 +486,5 @@ def evaluate(
             progress(min(start + run.batch_size, len(keys)), len(keys))
     if run.n_resized:
         run.warnings.append(f"{run.n_resized} prediction(s) resized to the GT size (--resize-pred)")
-    inputs = {"gt": gt, "lq": lq, "reference": reference, "metadata": metadata}
+    inputs = {"gt": gt, "lq": lq, "reference": reference, "metadata": metadata, "masks": masks}
     return _result(run, _settings(run, inputs, meta_header, metrics), t_start)

@@ -18,7 +18,18 @@ from authface.imaging import rgb_to_y
 from .base import Column, Metric
 from .common import EVAL_HINT, groups_by_shape, have_module, package_version, to_torch_nchw
 
-__all__ = ["PSNR_CAP_DB", "FRBackend", "FRMetric", "fr_info", "psnr", "resolve_fr_backend", "ssim"]
+__all__ = [
+    "PSNR_CAP_DB",
+    "FRBackend",
+    "FRMetric",
+    "as_batch",
+    "fr_info",
+    "l1",
+    "psnr",
+    "resolve_fr_backend",
+    "ssim",
+    "ssim_map",
+]
 
 #: Per-image PSNR cap in dB (identical images would give +inf; 100 dB is an MSE below 2.6e-6 on 0..255).
 PSNR_CAP_DB = 100.0
@@ -26,7 +37,7 @@ PSNR_CAP_DB = 100.0
 FRBackend = Literal["auto", "torchmetrics", "skimage"]
 
 
-def _as_batch(images: Any, what: str) -> np.ndarray:
+def as_batch(images: Any, what: str) -> np.ndarray:
     """uint8 RGB (H, W, 3) / (B, H, W, 3) / list of equal-size (H, W, 3) -> uint8 (B, H, W, 3)."""
     if isinstance(images, np.ndarray):
         arr = images[None] if images.ndim == 3 else images
@@ -58,7 +69,7 @@ def _crop(arr: np.ndarray, border: int) -> np.ndarray:
 def _prepare(
     pred: Any, target: Any, y_channel: bool, crop_border: int, what: str
 ) -> tuple[np.ndarray, np.ndarray]:
-    p, t = _as_batch(pred, what), _as_batch(target, what)
+    p, t = as_batch(pred, what), as_batch(target, what)
     if p.shape != t.shape:
         raise ValueError(f"{what}: prediction {p.shape} and target {t.shape} differ in shape")
     p, t = _crop(p, int(crop_border)), _crop(t, int(crop_border))
@@ -138,21 +149,12 @@ def psnr(
     return values
 
 
-def ssim(
-    pred: Any,
-    target: Any,
-    *,
-    y_channel: bool = False,
-    crop_border: int = 0,
-    backend: str = "auto",
-    device: str = "cpu",
-) -> np.ndarray:
-    """SSIM of uint8 RGB images (one (H, W, 3) or a batch (B, H, W, 3)) -> float64 (B,).
-
-    Wang et al. 2004 with a Gaussian 11x11 window (sigma 1.5), K1 0.01, K2 0.03, data range 255, averaged over the
-    valid area of the SSIM map (5 px border dropped; BasicSR / MATLAB convention) and over channels. The two backends
-    agree to ~1e-5 (torchmetrics runs in float32 for speed, skimage in float64). Images must be at least 11x11 after
-    ``crop_border`` (ValueError otherwise).
+def ssim_map(pred: Any, target: Any, *, y_channel: bool = False, crop_border: int = 0, backend: str = "auto",
+             device: str = "cpu") -> np.ndarray:  # fmt: skip
+    """The SSIM map of uint8 RGB images (one (H, W, 3) or a batch (B, H, W, 3)) over its valid area, averaged over
+    channels: float64 ``(B, H - 10, W - 10)`` (after ``crop_border``); entry ``(i, j)`` is the SSIM of the 11x11
+    Gaussian window centred on pixel ``(i + 5, j + 5)``. Same conventions and errors as :func:`ssim`, whose value
+    is this map's mean.
     """
     backend = resolve_fr_backend(backend, device)
     p, t = _prepare(pred, target, y_channel, crop_border, "ssim")
@@ -169,24 +171,39 @@ def ssim(
                 reduction="none", return_full_image=True,
             )  # fmt: skip
         valid = full[..., 5:-5, 5:-5]  # (B, C, H - 10, W - 10): drop the reflect-padded border
-        return valid.reshape(valid.shape[0], -1).mean(1).double().cpu().numpy()
+        return valid.mean(1).double().cpu().numpy()
     from skimage.metrics import structural_similarity
 
-    out = [
-        structural_similarity(
-            a,
-            b,
-            channel_axis=-1,
-            gaussian_weights=True,
-            sigma=1.5,
-            use_sample_covariance=False,
-            data_range=255.0,
-            K1=0.01,
-            K2=0.03,
+    maps = []
+    for a, b in zip(p, t):
+        _, full = structural_similarity(
+            a, b, channel_axis=-1, gaussian_weights=True, sigma=1.5, use_sample_covariance=False,
+            data_range=255.0, K1=0.01, K2=0.03, full=True,
         )  # fmt: skip
-        for a, b in zip(p, t)
-    ]
-    return np.asarray(out, dtype=np.float64)
+        maps.append(full[5:-5, 5:-5].mean(-1))
+    return np.stack(maps).astype(np.float64)
+
+
+def ssim(
+    pred: Any,
+    target: Any,
+    *,
+    y_channel: bool = False,
+    crop_border: int = 0,
+    backend: str = "auto",
+    device: str = "cpu",
+) -> np.ndarray:
+    """SSIM of uint8 RGB images (one (H, W, 3) or a batch (B, H, W, 3)) -> float64 (B,).
+
+    Wang et al. 2004 with a Gaussian 11x11 window (sigma 1.5), K1 0.01, K2 0.03, data range 255, averaged over the
+    valid area of the SSIM map (5 px border dropped; BasicSR / MATLAB convention) and over channels
+    (:func:`ssim_map`). The two backends agree to ~1e-5 (torchmetrics runs in float32 for speed, skimage in float64).
+    Images must be at least 11x11 after ``crop_border`` (ValueError otherwise).
+    """
+    maps = ssim_map(
+        pred, target, y_channel=y_channel, crop_border=crop_border, backend=backend, device=device
+    )
+    return maps.reshape(maps.shape[0], -1).mean(1)
 
 
 def fr_info(name: str, backend: str, y: bool, crop_border: int) -> str:
@@ -214,24 +231,38 @@ def fr_info(name: str, backend: str, y: bool, crop_border: int) -> str:
     )
 
 
+def l1(pred: Any, target: Any, *, crop_border: int = 0, **_: Any) -> np.ndarray:
+    """Mean absolute difference of uint8 RGB images on the ``[0, 1]`` scale (``|pred - target| / 255`` over pixels
+    and channels): one (H, W, 3) or a batch (B, H, W, 3) -> float64 (B,). ValueError as :func:`psnr`."""
+    p, t = _prepare(pred, target, False, crop_border, "l1")
+    return np.abs(p - t).reshape(p.shape[0], -1).mean(1) / 255.0
+
+
 class FRMetric(Metric):
-    """PSNR / SSIM (``key``: ``psnr``, ``ssim``, ``psnr_y`` or ``ssim_y``) against the pixel-aligned GT."""
+    """PSNR / SSIM / L1 (``key``: ``psnr``, ``ssim``, ``psnr_y``, ``ssim_y`` or ``l1``) against the pixel-aligned
+    GT."""
 
     needs = "gt"
 
     def __init__(self, key: str, backend: str, crop_border: int, device: str):
         self.key = key
         self.y = key.endswith("_y")
-        self.kind = "PSNR" if key.startswith("psnr") else "SSIM"
+        self.kind = {"psnr": "PSNR", "ssim": "SSIM", "l1": "L1"}[key.split("_")[0]]
         self.backend, self.crop_border, self.device = backend, int(crop_border), device
         name = self.kind + ("-Y" if self.y else "")
         self.columns = (
-            Column(name, True, "dB", ".2f") if self.kind == "PSNR" else Column(name, True, "", ".4f"),
+            Column(name, True, "dB", ".2f")
+            if self.kind == "PSNR"
+            else Column(name, self.kind != "L1", "", ".4f"),
         )
-        self.info = fr_info(self.kind, backend, self.y, self.crop_border)
+        self.info = (
+            fr_info(self.kind, backend, self.y, self.crop_border)
+            if self.kind != "L1"
+            else f"mean |pred - GT| / 255 over pixels and RGB channels (numpy float64), crop border {self.crop_border}"
+        )
 
     def compute(self, preds, targets):
-        fn = psnr if self.kind == "PSNR" else ssim
+        fn = {"PSNR": psnr, "SSIM": ssim, "L1": l1}[self.kind]
         out = np.full(len(preds), np.nan)
         for idx in groups_by_shape(preds):
             out[idx] = fn(

@@ -24,7 +24,7 @@ from .result import EvalResult
 
 __all__ = ["write_gallery"]
 
-_SORT_PRIORITY = ("IDS", "PSNR", "PSNR-Y", "LPIPS", "SSIM", "NIQE", "LMD", "Sharpness")
+_SORT_PRIORITY = ("IDS", "PSNR (mask)", "PSNR", "PSNR-Y", "LPIPS", "SSIM", "NIQE", "LMD", "Sharpness")
 
 
 def _sort_choice(result: EvalResult, sort_by: str | None) -> tuple[str | None, Column | None]:
@@ -118,6 +118,8 @@ def _image(result: EvalResult, shown: str, key: str) -> np.ndarray | None:
     try:
         if shown == "LQ":
             return io.read_image(p.lq[key], max_pixels=mp).rgb
+        if shown == "Mask" and shown not in p.preds:
+            return io.read_image(p.masks[key], max_pixels=mp).rgb
         if shown == "GT" and shown not in p.preds:
             return io.read_image(p.gt[key], max_pixels=mp).rgb
         return result.image(shown, key)
@@ -159,8 +161,8 @@ def write_gallery(
     ``out_dir``; returns the HTML path.
 
     Rows: one per image, worst first by ``sort_by`` (a per-image metric; default IDS, else PSNR, ...) of the first
-    prediction method (else the first baseline); ``gallery_max`` keeps the N worst. Columns: LQ | every method (with
-    its metrics) | GT. Raises ValueError when ``sort_by`` is not a per-image metric of the result.
+    prediction method (else the first baseline); ``gallery_max`` keeps the N worst. Columns: LQ | the inpainting mask
+    (when there are masks) | every method (with its metrics) | GT. Raises ValueError when ``sort_by`` is not a per-image metric of the result.
     """
     out = Path(out_dir)
     method, col = _sort_choice(result, sort_by)
@@ -171,10 +173,11 @@ def write_gallery(
     if gallery_max is not None:
         keys = keys[: max(0, int(gallery_max))]
     p = result.pairing
-    show = (["LQ"] if p.lq else []) + [m for m in result.methods if m != "GT"] + (["GT"] if p.gt else [])
+    show = (["LQ"] if p.lq else []) + (["Mask"] if p.masks else [])
+    show += [m for m in result.methods if m != "GT"] + (["GT"] if p.gt else [])
     rows = [_row(result, i, key, show, values, out / "gallery", thumb_size) for i, key in enumerate(keys)]
     header = "".join(
-        f"<th>{html.escape(result.label(m) if m not in ('LQ', 'GT') or m in p.preds else m)}</th>"
+        f"<th>{html.escape(result.label(m) if m not in ('LQ', 'Mask', 'GT') or m in p.preds else m)}</th>"
         for m in show
     )
     order = f"worst first by {html.escape(method)} · {html.escape(col.name)}" if method and col else "by name"

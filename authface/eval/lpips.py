@@ -81,12 +81,19 @@ def _lpips_module_class():
                     break
             return out
 
-        def forward(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-            """[-1, 1] RGB (B, 3, H, W) twice -> (B,) LPIPS distance."""
+        def forward(self, a: torch.Tensor, b: torch.Tensor, spatial: bool = False) -> torch.Tensor:
+            """[-1, 1] RGB (B, 3, H, W) twice -> (B,) LPIPS distance; ``spatial``: the (B, H, W) distance map
+            (each layer's map upsampled bilinearly to H x W, as ``lpips.LPIPS(spatial=True)``; its mean is close
+            to, not equal to, the distance)."""
             total = 0.0
             for lin, fa, fb in zip(self.lins, self._feats(a), self._feats(b)):
-                total = total + lin((fa - fb) ** 2).mean(dim=(2, 3))  # (B, 1)
-            return total.reshape(-1)
+                d = lin((fa - fb) ** 2)  # (B, 1, h, w)
+                if spatial:
+                    d = nn.functional.interpolate(d, size=a.shape[2:], mode="bilinear", align_corners=False)
+                    total = total + d[:, 0]
+                else:
+                    total = total + d.mean(dim=(2, 3))  # (B, 1)
+            return total if spatial else total.reshape(-1)
 
     return _LPIPSNet
 
@@ -95,7 +102,7 @@ def LPIPSNet(net: str = "alex"):  # noqa: N802 - a factory standing in for a cla
     """An LPIPS v0.1 network with random weights (load them with :func:`load_lpips`): torchvision-compatible
     ``features`` (AlexNet / VGG-16 convolutional layers, state-dict keys ``features.N.*``), 5 linear heads
     ``lins.K`` (1x1 conv, no bias), LPIPS' input scaling layer. ``forward(a, b)``: ``[-1, 1]`` RGB
-    ``(B, 3, H, W)`` -> ``(B,)``."""
+    ``(B, 3, H, W)`` -> ``(B,)``; ``forward(a, b, spatial=True)`` -> the ``(B, H, W)`` distance map."""
     return _lpips_module_class()(net)
 
 

@@ -1,8 +1,8 @@
 """Pairing result folders: predictions with GT / LQ / reference images by relative path, extension ignored.
 
 :func:`pair_folders` returns a :class:`Pairing` (or raises :class:`PairingError` naming the files that do not pair);
-:func:`check_pairs` reads every paired image once and raises :class:`EvalInputError` listing every unreadable image
-and size mismatch with its fix.
+:func:`check_pairs` reads every paired image (and inpainting mask) once and raises :class:`EvalInputError` listing
+every unreadable image, size mismatch and unusable mask with its fix.
 """
 
 from __future__ import annotations
@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from authface import io
+
+from .masks import MaskError, read_mask
 
 __all__ = [
     "EvalInputError",
@@ -106,6 +108,8 @@ class Pairing:
     lq: dict[str, Path] | None = None
     reference: dict[str, list[Path]] | None = None
     warnings: list[str] = field(default_factory=list)
+    masks: dict[str, Path] | None = None
+    """Inpainting masks by key (white = filled region); keys without a mask (``allow_missing``) are absent."""
 
     @staticmethod
     def subset(key: str) -> str:
@@ -119,14 +123,17 @@ def pair_folders(
     lq: str | os.PathLike | None = None,
     reference: str | os.PathLike | None = None,
     allow_missing: bool = False,
+    masks: str | os.PathLike | None = None,
 ) -> Pairing:
-    """Pair prediction folders with GT / LQ / reference folders by relative path, extension ignored.
+    """Pair prediction folders with GT / LQ / reference / mask folders by relative path, extension ignored.
 
     The image set is the GT's (else the LQ's, else the first prediction folder's). Every prediction folder and the
     LQ folder must hold exactly that set: a missing or an extra image is a :class:`PairingError` naming the files,
     unless ``allow_missing``, which evaluates the intersection and records a warning. Reference photos pair by key
     (``ref/<key>.*``), else by identity folder: all images in ``ref/<name of the image's folder>/`` (their mean
-    embedding is the identity target).
+    embedding is the identity target). Every image needs its mask in ``masks`` (a missing one is a
+    :class:`PairingError`, or with ``allow_missing`` a warning and no region metrics for that image); masks without
+    an image are ignored (a warning).
     """
     warnings: list[str] = []
     pred_idx = {name: index_folder(path, f"prediction '{name}'", warnings) for name, path in preds.items()}
@@ -176,7 +183,33 @@ def pair_folders(
     ref_idx = None
     if reference is not None:
         ref_idx = _pair_references(reference, sorted(keys), allow_missing, warnings)
-    return Pairing(sorted(keys), pred_idx, gt_idx, lq_idx, ref_idx, warnings)
+    mask_idx = _pair_masks(masks, base, sorted(keys), allow_missing, warnings) if masks is not None else None
+    return Pairing(sorted(keys), pred_idx, gt_idx, lq_idx, ref_idx, warnings, mask_idx)
+
+
+def _pair_masks(
+    masks: str | os.PathLike, base: dict[str, Path], keys: list[str], allow_missing: bool, warnings: list[str]
+) -> dict[str, Path]:
+    """key -> mask file (same relative path, extension ignored)."""
+    idx = index_folder(masks, "mask", warnings)
+    missing = [k for k in keys if k not in idx]
+    if missing:
+        msg = _list_problem(
+            f"mask folder {masks} has no mask for {len(missing)} image(s) (masks pair by relative path, extension "
+            "ignored)",
+            [str(base[k]) for k in missing],
+        )
+        if not allow_missing:
+            raise PairingError(
+                msg + "\n  fix: add the masks, or pass --allow-missing (no region metrics for them)"
+            )
+        warnings.append(msg + " (no region metrics for them: --allow-missing)")
+    extra = sorted(set(idx) - set(keys))
+    if extra:
+        warnings.append(
+            _list_problem(f"mask folder {masks}: {len(extra)} mask(s) with no image, ignored", extra)
+        )
+    return {k: idx[k] for k in keys if k in idx}
 
 
 def _pair_references(
@@ -229,16 +262,31 @@ def _size_problem(
     return None
 
 
-def check_pairs(pairing: Pairing, max_pixels: int, resize_pred: bool = False) -> None:
-    """Read every paired image once: each must decode, and each prediction must have its GT's size (or, with
-    ``resize_pred``, its GT's aspect ratio within 1%).
+def _check_mask(pairing: Pairing, key: str, size, max_pixels: int, problems: list[str], warnings: list[str]):
+    if pairing.masks is None or key not in pairing.masks:
+        return
+    try:
+        _, warning = read_mask(pairing.masks[key], size, max_pixels)
+    except MaskError as exc:
+        problems.append(str(exc))
+        return
+    if warning:
+        warnings.append(warning)
+
+
+def check_pairs(pairing: Pairing, max_pixels: int, resize_pred: bool = False) -> list[str]:
+    """Read every paired image once: each must decode, each prediction must have its GT's size (or, with
+    ``resize_pred``, its GT's aspect ratio within 1%), and each mask must pass
+    :func:`~authface.eval.masks.read_mask` at the size of its GT (else its LQ). Returns the warnings (masks
+    thresholded at 128).
 
     Raises:
         EvalInputError: listing every problem, one line per file, with the fix.
     """
     problems: list[str] = []
+    warnings: list[str] = []
     for key in pairing.keys:
-        gt_size = None
+        gt_size = lq_size = None
         if pairing.gt is not None:
             try:
                 gt_size = io.read_image(pairing.gt[key], max_pixels=max_pixels).rgb.shape[:2]
@@ -246,9 +294,10 @@ def check_pairs(pairing: Pairing, max_pixels: int, resize_pred: bool = False) ->
                 problems.append(f"GT {exc}")
         if pairing.lq is not None and key in pairing.lq:
             try:
-                io.read_image(pairing.lq[key], max_pixels=max_pixels)
+                lq_size = io.read_image(pairing.lq[key], max_pixels=max_pixels).rgb.shape[:2]
             except io.ImageReadError as exc:
                 problems.append(f"LQ {exc}")
+        _check_mask(pairing, key, gt_size or lq_size, max_pixels, problems, warnings)
         for m, idx in pairing.preds.items():
             try:
                 img = io.read_image(idx[key], max_pixels=max_pixels).rgb
@@ -262,3 +311,4 @@ def check_pairs(pairing: Pairing, max_pixels: int, resize_pred: bool = False) ->
                     problems.append(problem)
     if problems:
         raise EvalInputError(problems)
+    return warnings

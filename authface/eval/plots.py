@@ -21,6 +21,7 @@ __all__ = ["write_plots"]
 
 _FACTOR_LABELS = {
     "blur_sigma": "blur σ (px)", "scale": "downsampling ×", "noise": "noise σ (0-255)", "jpeg": "JPEG quality",
+    "face_coverage": "face-mask coverage (face region)", "damage_area": "damage area (image fraction)",
 }  # fmt: skip
 _QUALITY_COLUMNS = ("NIQE", "MUSIQ", "CLIPIQA", "MANIQA", "TOPIQ-face", "Sharpness", "LPIPS", "PSNR")
 
@@ -108,7 +109,8 @@ def _identity_quality_plot(result: EvalResult, q_col: Column, path: Path) -> Non
 def write_plots(result: EvalResult, out_dir: str | os.PathLike) -> tuple[list[Path], list[str]]:
     """Write ``plots/*.png`` into ``out_dir``; returns (files, notes). Without matplotlib: no files, one note.
 
-    ``<metric>_vs_degradation.png`` (up to three of PSNR, PSNR-Y, LPIPS, IDS, LMD; needs the benchmark metadata)
+    ``<metric>_vs_degradation.png`` (up to three of PSNR (mask), PSNR, PSNR-Y, LPIPS, IDS, LMD; needs the benchmark
+    metadata)
     and ``identity_vs_quality.png`` (needs IDS and a quality metric); a plot that cannot be made is a note.
     """
     try:
@@ -121,8 +123,8 @@ def write_plots(result: EvalResult, out_dir: str | os.PathLike) -> tuple[list[Pa
     names = {c.name: c for c in result.columns}
     factors = [f for f in _FACTOR_LABELS if any(f"deg_{f}" in r for r in result.records)]
     if factors:
-        for cname in [n for n in ("PSNR", "PSNR-Y", "LPIPS", "IDS", "LMD") if n in names][:3]:
-            path = out / f"{cname.lower()}_vs_degradation.png"
+        for cname in [n for n in ("PSNR (mask)", "PSNR", "PSNR-Y", "LPIPS", "IDS", "LMD") if n in names][:3]:
+            path = out / f"{cname.lower().replace(' (mask)', '_mask')}_vs_degradation.png"
             _degradation_plot(result, names[cname], factors, path)
             files.append(path)
     elif result.settings.get("lq"):

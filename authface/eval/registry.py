@@ -3,7 +3,9 @@
 :class:`MetricOptions` holds the settings of ``authface eval``'s metrics (a dataclass of :mod:`authface.config`'s
 mechanism: choices are ``Literal`` types, ranges are checked by ``validate()``). :func:`build_metrics` turns metric
 names into per-image :class:`~authface.eval.base.Metric` objects, dataset-level metric names (FID, KID, NTIRE 2025:
-computed by :func:`authface.eval.evaluate`) and ``{name: reason}`` for every metric that cannot run here.
+computed by :func:`authface.eval.evaluate`) and ``{name: reason}`` for every metric that cannot run here. With
+inpainting masks, ``psnr``, ``ssim``, ``l1`` and ``lpips`` also get their columns inside and outside the mask
+(:class:`~authface.eval.masks.RegionMetric`), and the default metrics include ``l1``.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from .common import have_module
 from .face_metrics import IdentityMetric, LandmarkMetric, parse_judge
 from .fr import FRBackend, FRMetric, resolve_fr_backend
 from .lpips import LPIPS_HINT, LPIPSMetric
+from .masks import REGION_KINDS, RegionMetric
 from .nr import NTIRE2025_COMPONENTS, niqe_metric, pyiqa_column_name, pyiqa_metric, sharpness_metric
 
 __all__ = [
@@ -34,7 +37,7 @@ __all__ = [
 DEFAULT_METRICS = ("psnr", "ssim", "lpips", "ids", "lmd", "niqe", "sharpness", "fid")
 #: Metric names understood without pyiqa; any other name is taken as a pyiqa no-reference metric.
 BUILTIN_METRICS = (
-    "psnr", "ssim", "psnr_y", "ssim_y", "lpips", "ids", "deg", "lmd", "niqe", "sharpness", "fid", "kid",
+    "psnr", "ssim", "psnr_y", "ssim_y", "l1", "lpips", "ids", "deg", "lmd", "niqe", "sharpness", "fid", "kid",
     "ntire2025",
 )  # fmt: skip
 #: dlib landmarks used by LMD: all 68, or 5 (eye centres, nose tip, mouth corners).
@@ -91,8 +94,8 @@ class _Unavailable(Exception):
 class _Builder:
     """Collects metric objects, dataset-level metrics and unavailable metrics while names are added."""
 
-    def __init__(self, opts: MetricOptions, have_gt: bool, id_target: str | None):
-        self.opts, self.have_gt, self.id_target = opts, have_gt, id_target
+    def __init__(self, opts: MetricOptions, have_gt: bool, id_target: str | None, have_masks: bool = False):
+        self.opts, self.have_gt, self.id_target, self.have_masks = opts, have_gt, id_target, have_masks
         self.metrics: list[Metric] = []
         self.set_metrics: dict[str, str] = {}
         self.unavailable: dict[str, str] = {}
@@ -110,7 +113,7 @@ class _Builder:
         try:
             if force_pyiqa or name not in BUILTIN_METRICS:
                 self.pyiqa(name)
-            elif name in ("psnr", "ssim", "psnr_y", "ssim_y"):
+            elif name in ("psnr", "ssim", "psnr_y", "ssim_y", "l1"):
                 self.fr(name)
             elif name in ("fid", "kid"):
                 self.fid(name)
@@ -132,18 +135,28 @@ class _Builder:
             self.fr_backend = self.fr_backend or resolve_fr_backend(self.opts.fr_backend, self.opts.device)
         except ImportError as exc:
             raise _Unavailable(name.upper(), str(exc)) from None
-        self.metrics.append(FRMetric(name, self.fr_backend, self.opts.crop_border, self.opts.device))
+        metric = FRMetric(name, self.fr_backend, self.opts.crop_border, self.opts.device)
+        self.metrics.append(metric)
+        if self.have_masks and name in REGION_KINDS:
+            self.metrics.append(
+                RegionMetric(name, self.fr_backend, self.opts.device, crop_border=self.opts.crop_border,
+                             base_info=metric.info if name == "ssim" else "")
+            )  # fmt: skip
 
     def lpips(self) -> None:
         self.need_gt("LPIPS")
         if not self.opts.lpips_weights:
             raise _Unavailable("LPIPS", "no --lpips-weights given. " + LPIPS_HINT)
         try:
-            self.metrics.append(
-                LPIPSMetric(self.opts.lpips_weights, self.opts.lpips_backbone, self.opts.device)
-            )
+            metric = LPIPSMetric(self.opts.lpips_weights, self.opts.lpips_backbone, self.opts.device)
         except (OSError, ValueError, RuntimeError) as exc:
             raise _Unavailable("LPIPS", str(exc)) from None
+        self.metrics.append(metric)
+        if self.have_masks:
+            self.metrics.append(
+                RegionMetric("lpips", device=self.opts.device, lpips_model=metric.model,
+                             crop_border=self.opts.crop_border, base_info=metric.info)
+            )  # fmt: skip
 
     def identity(self) -> None:
         if "identity" in self.seen:
@@ -219,11 +232,18 @@ class _Builder:
 
 
 def build_metrics(
-    names: Sequence[str] | None, opts: MetricOptions, have_gt: bool, id_target: str | None
+    names: Sequence[str] | None,
+    opts: MetricOptions,
+    have_gt: bool,
+    id_target: str | None,
+    have_masks: bool = False,
 ) -> tuple[list[Metric], dict[str, str], dict[str, str]]:
-    """Metric objects for ``names`` (None: :data:`DEFAULT_METRICS`); ``pyiqa:NAME`` forces pyiqa's metric.
+    """Metric objects for ``names`` (None: :data:`DEFAULT_METRICS`, plus ``l1`` with masks); ``pyiqa:NAME`` forces
+    pyiqa's metric.
 
     ``id_target``: a description of the identity target (e.g. ``"the GT"``), None when there is none.
+    ``have_masks``: inpainting masks are paired with the images: ``psnr``, ``ssim``, ``l1`` and ``lpips`` also
+    report their value inside and outside the mask (``PSNR (mask)``, ``PSNR (unmasked)``, ...).
     Returns ``(metrics, set_metrics, unavailable)``: per-image metric objects; dataset-level metrics
     (``{"fid": info, "kid": info, "ntire2025": info}`` -- computed by :func:`authface.eval.evaluate`); and
     ``{name: reason}`` for every metric that cannot run here (missing weights, package, GT...).
@@ -233,8 +253,9 @@ def build_metrics(
             judge whose weights cannot be loaded. An unavailable metric never raises.
     """
     opts.validate()
-    builder = _Builder(opts, have_gt, id_target)
-    for raw in names or DEFAULT_METRICS:
+    builder = _Builder(opts, have_gt, id_target, have_masks)
+    defaults = (*DEFAULT_METRICS[:2], "l1", *DEFAULT_METRICS[2:]) if have_masks else DEFAULT_METRICS
+    for raw in names or defaults:
         builder.add(raw)
     builder.check_ntire()
     return builder.metrics, builder.set_metrics, builder.unavailable
