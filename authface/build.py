@@ -193,7 +193,8 @@ def build_parts(cfg: RestoreConfig) -> RestorerParts:
     device = resolve_device(m.device)
     dtype = resolve_dtype(m.dtype, device)
     detector = build_detector(f)
-    pipe = load_pipeline(m.model, m.controlnet, m.lora, m.lora_scale, dtype, m.single_file_config, m.revision, m.variant)
+    pipe = load_pipeline(m.model, m.controlnet, m.lora, m.lora_scale, dtype, m.single_file_config, m.revision, m.variant,
+                         controlnet_single_file_config=m.controlnet_single_file_config, vae=m.vae)  # fmt: skip
     set_scheduler(pipe, s.scheduler)
     if cfg.guidance.decoder == "tiny":
         pipe.guidance_decoder = load_tiny_decoder(cfg.guidance.tiny_decoder, dtype)

@@ -178,3 +178,135 @@ def test_models_layer_does_not_import_the_pipeline_layer():
     code = "import sys, authface.models.loading; print([m for m in sys.modules if m.startswith('authface.pipeline')])"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+# ---------------------------------------------------------------- what a reference is, before loading (issue 9.11)
+def _write_json(path, data):
+    import json
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data))
+
+
+def _no_weights_loaded(monkeypatch):
+    """Make every diffusers weight loader fail loudly: the checks must decide without them."""
+    from diffusers import ControlNetModel, DiffusionPipeline, StableDiffusionPipeline
+
+    def boom(*args, **kwargs):
+        raise AssertionError("weights were loaded")
+
+    for cls in (DiffusionPipeline, StableDiffusionPipeline, ControlNetModel):
+        monkeypatch.setattr(cls, "from_pretrained", classmethod(boom))
+        monkeypatch.setattr(cls, "from_single_file", classmethod(boom), raising=False)
+
+
+def _safetensors(path, tensors):
+    from safetensors.torch import save_file
+
+    save_file({k: torch.zeros(shape) for k, shape in tensors.items()}, str(path))
+    return path
+
+
+def test_detect_base_reads_only_json_and_headers(tiny_model_dir, tmp_path, monkeypatch):
+    from authface.models.loading import detect_base
+
+    _no_weights_loaded(monkeypatch)
+    assert detect_base(str(tiny_model_dir)) == "sd1"
+    sd2 = tmp_path / "sd2"
+    _write_json(sd2 / "model_index.json", {"_class_name": "StableDiffusionPipeline", "unet": ["diffusers", "U"]})
+    _write_json(sd2 / "unet" / "config.json", {"cross_attention_dim": 1024})
+    assert detect_base(str(sd2)) == "sd2"
+    _write_json(sd2 / "scheduler" / "scheduler_config.json", {"prediction_type": "v_prediction"})
+    assert detect_base(str(sd2)) == "sd2-v"
+    xl = tmp_path / "xl"
+    _write_json(xl / "model_index.json", {"_class_name": "StableDiffusionXLPipeline"})
+    assert detect_base(str(xl)) == "sdxl"
+    xl_file = _safetensors(tmp_path / "xl.safetensors", {
+        "conditioner.embedders.1.model.transformer.resblocks.9.mlp.c_proj.bias": (4,),
+        "model.diffusion_model.input_blocks.0.0.weight": (8, 4, 3, 3),
+    })  # fmt: skip
+    assert detect_base(str(xl_file)) == "sdxl"
+    v1_file = _safetensors(tmp_path / "v1.safetensors", {
+        "model.diffusion_model.output_blocks.11.0.skip_connection.weight": (4, 8, 1, 1),
+        "model.diffusion_model.input_blocks.0.0.weight": (8, 4, 3, 3),
+    })  # fmt: skip
+    assert detect_base(str(v1_file)) == "sd1"
+    assert detect_base(str(tiny_model_dir / "controlnet")) == "controlnet"
+
+
+def test_sdxl_is_refused_before_anything_is_loaded(tmp_path, monkeypatch):
+    from authface.models.loading import UnsupportedModelError
+
+    _no_weights_loaded(monkeypatch)
+    xl = tmp_path / "my-sdxl"
+    _write_json(xl / "model_index.json", {"_class_name": "StableDiffusionXLPipeline", "unet": ["diffusers", "U"]})
+    xl_file = _safetensors(tmp_path / "juggernautXL.safetensors", {
+        "conditioner.embedders.1.model.transformer.resblocks.9.mlp.c_proj.bias": (4,)})  # fmt: skip
+    for ref in (str(xl), str(xl_file)):
+        with pytest.raises(UnsupportedModelError, match="SDXL bases are not supported yet") as info:
+            load_pipeline(ref)
+        assert ref in str(info.value) and isinstance(info.value, (ValueError, NotImplementedError))
+        assert "no local copy" not in str(info.value)
+
+
+def test_corrupt_or_incomplete_local_models_are_named(tiny_model_dir, tmp_path):
+    import shutil
+
+    from authface.models.loading import CorruptModelError
+
+    garbage = tmp_path / "model.safetensors"
+    garbage.write_bytes(b"<html>404 not found</html>" * 10)
+    good = _safetensors(tmp_path / "full.safetensors", {"model.diffusion_model.input_blocks.0.0.weight": (64, 4, 3, 3)})
+    cut = tmp_path / "cut.safetensors"
+    cut.write_bytes(good.read_bytes()[:-100])
+    ckpt = tmp_path / "model.ckpt"
+    ckpt.write_bytes(b"not a zip")
+    cases = [(garbage, "not a safetensors file"), (cut, "truncated"), (ckpt, "cannot be read as a PyTorch checkpoint")]
+    for path, what in cases:
+        with pytest.raises(CorruptModelError, match=what) as info:
+            load_pipeline(str(path))
+        assert str(path) in str(info.value) and "no local copy" not in str(info.value)
+    no_config = tmp_path / "no-config"
+    shutil.copytree(tiny_model_dir, no_config)
+    (no_config / "unet" / "config.json").unlink()
+    with pytest.raises(CorruptModelError, match=r"missing config\.json") as info:
+        load_pipeline(str(no_config))
+    assert str(no_config / "unet") in str(info.value)
+    truncated = tmp_path / "truncated-weights"
+    shutil.copytree(tiny_model_dir, truncated)
+    weights = next((truncated / "vae").glob("*.safetensors"))
+    weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
+    with pytest.raises(CorruptModelError, match="truncated") as info:
+        load_pipeline(str(truncated))
+    assert str(weights) in str(info.value)
+    with pytest.raises(CorruptModelError, match="truncated"):
+        load_controlnet(str(truncated / "vae"), torch.float32)
+
+
+def test_single_file_controlnet_gets_its_own_config(tiny_model_dir, tmp_path):
+    from safetensors.torch import save_file
+
+    from authface.models.loading import ModelNotFoundError
+
+    comps = tiny_components(seed=0)
+    cn_file = tmp_path / "control_tile.safetensors"
+    save_file(comps["controlnet"].state_dict(), str(cn_file))
+    comps["controlnet"].save_pretrained(tmp_path / "cn-config")
+    expected = run(tiny_pipeline(seed=0))
+    # the base's config folder (an AuthFace model folder) has a controlnet/: that config, not the base's root
+    pipe = load_pipeline(str(tiny_model_dir), controlnet=str(cn_file), single_file_config=str(tiny_model_dir))
+    assert torch.equal(run(pipe), expected)
+    pipe = load_pipeline(str(tiny_model_dir), controlnet=str(cn_file),
+                         controlnet_single_file_config=str(tmp_path / "cn-config"))  # fmt: skip
+    assert torch.equal(run(pipe), expected)
+    with pytest.raises(ModelNotFoundError) as info:  # offline, nothing given: diffusers' inferred repo, not cached
+        load_controlnet(str(cn_file), torch.float32)
+    msg = str(info.value)
+    assert "controlnet_single_file_config" in msg and "lllyasviel/control_v11p_sd15_canny" in msg and str(cn_file) in msg
+
+
+def test_a_replacement_vae_is_loaded(tiny_model_dir, tmp_path):
+    other = tiny_components(seed=3)["vae"]
+    other.save_pretrained(tmp_path / "vae")
+    pipe = load_pipeline(str(tiny_model_dir), vae=str(tmp_path / "vae"))
+    assert all(torch.equal(a, b) for a, b in zip(pipe.vae.state_dict().values(), other.state_dict().values()))

@@ -386,3 +386,122 @@ def test_wavelet_takes_low_frequencies_from_source_and_detail_from_target():
     assert (low(out) - low(source)).abs().mean() < 0.015 and (low(out) - low(source)).abs().max() < 0.05
     high = lambda x: x - gaussian_blur(x, 1.0, padding="replicate")  # noqa: E731
     assert torch.corrcoef(torch.stack([high(out).flatten(), high(target).flatten()]))[0, 1] > 0.9
+
+
+# ---------------------------------------------------------------- NaN / inf never becomes a black face (issue 9.4)
+def _half_vae_pipe(force_upcast=False):
+    p = tiny_pipeline(seed=0)
+    torch.nn.Module.to(p.vae, torch.float16)
+    defaults = [k for k in p.vae.config.get("_use_default_values", []) if k != "force_upcast"]
+    p.vae.register_to_config(force_upcast=force_upcast, _use_default_values=defaults)  # as set by a config file
+    return p
+
+
+def _nan_decoder(p, when, seen=None):
+    """A VAE decoder forward hook that turns the output of images ``when(dtype, batch)`` selects into NaN."""
+
+    def hook(module, inputs, output):
+        if seen is not None:
+            seen.append(output.dtype)
+        rows = when(output.dtype, output.shape[0])
+        if rows:
+            output = output.clone()
+            output[rows] = float("nan")
+            return output
+        return None
+
+    return p.vae.decoder.register_forward_hook(hook)
+
+
+def test_half_precision_nan_decode_is_redone_in_float32(caplog):
+    p = _half_vae_pipe()
+    _nan_decoder(p, lambda dtype, n: list(range(n)) if dtype == torch.float16 else [])
+    kw = {**KW, "strength": 1.0}  # no encode: only the decode differs between half and full precision
+    with caplog.at_level("WARNING", logger="authface.pipeline.decode"):
+        out = p(crops(2), generator=gens([0, 1]), **kw).images
+    assert torch.isfinite(out).all() and p.vae.dtype == torch.float16  # the VAE goes back to half precision
+    assert "decoding again in float32" in caplog.text and "images 0, 1" in caplog.text
+    ref = tiny_pipeline(seed=0)
+    torch.nn.Module.to(torch.nn.Module.to(ref.vae, torch.float16), torch.float32)  # the same (half-rounded) VAE weights, decoded in float32
+    expected = ref(crops(2), generator=gens([0, 1]), **kw).images
+    assert torch.allclose(out, expected, atol=1e-4)
+
+
+def test_only_the_non_finite_images_are_decoded_again():
+    p = _half_vae_pipe()
+    batches = []
+    _nan_decoder(p, lambda dtype, n: batches.append((dtype, n)) or ([1] if dtype == torch.float16 else []))
+    out = p(crops(3), generator=gens([0, 1, 2]), batch_size=3, **KW).images
+    assert torch.isfinite(out).all()
+    assert batches == [(torch.float16, 3), (torch.float32, 1)]
+
+
+def test_persistent_nan_raises_and_nothing_is_converted(monkeypatch):
+    from authface import io
+    from authface.pipeline import NonFiniteOutputError
+
+    converted = []
+    real = io.tensor_to_numpy
+    monkeypatch.setattr(io, "tensor_to_numpy", lambda t: converted.append(torch.isfinite(t).all()) or real(t))
+    p = _half_vae_pipe()
+    _nan_decoder(p, lambda dtype, n: [1] if n == 2 else [0])  # image 1 of 2 is NaN in every precision
+    with pytest.raises(NonFiniteOutputError) as info:
+        p(crops(2), generator=gens([0, 1]), num_inference_steps=2, output_type="np")
+    msg = str(info.value)
+    assert "image 1 of the batch of 2" in msg and "float16" in msg and "float32" in msg and "--dtype float32" in msg
+    assert info.value.indices == [1] and info.value.stage == "decoding"
+    assert converted == []  # tensor_to_numpy never saw the NaN image (nor the batch)
+    fp32 = tiny_pipeline(seed=0)  # a float32 VAE has no retry: the error says so
+    _nan_decoder(fp32, lambda dtype, n: [0])
+    with pytest.raises(NonFiniteOutputError, match=r"image 0 of the batch of 1 \(decoded in torch.float32\)"):
+        fp32(crops(1), generator=gens([0]), num_inference_steps=2, output_type="pil")
+    assert converted == []
+    assert isinstance(info.value, RuntimeError)
+
+
+def test_force_upcast_decodes_in_float32_from_the_start():
+    p = _half_vae_pipe(force_upcast=True)
+    seen = []
+    _nan_decoder(p, lambda dtype, n: list(range(n)) if dtype == torch.float16 else [], seen)
+    out = p(crops(2), generator=gens([0, 1]), **KW).images
+    assert torch.isfinite(out).all() and seen == [torch.float32] and p.vae.dtype == torch.float16
+
+
+def test_non_finite_latents_and_objectives_are_reported():
+    from authface.pipeline import NonFiniteOutputError
+
+    p = tiny_pipeline(seed=0)
+    hook = p.unet.register_forward_hook(lambda m, i, o: (o[0] * float("inf"),) + tuple(o[1:]))
+    for output_type in ("pt", "latent"):
+        with pytest.raises(NonFiniteOutputError, match="sampling produced NaN/inf latents") as info:
+            p(crops(1), generator=gens([0]), num_inference_steps=2, strength=1.0, output_type=output_type)
+        assert info.value.stage == "sampling"
+    hook.remove()
+
+    class NaNObjective(MeanBrightness):
+        name = "nan_objective"
+
+        def objective(self, x0_latent, image, ctx):
+            return x0_latent.mean(dim=(1, 2, 3)) * float("nan")
+
+    with pytest.raises(NonFiniteOutputError, match="objective nan_objective gave NaN/inf"):
+        p(crops(2), generator=gens([0, 1]), objectives=[NaNObjective(scale=1.0)], **KW)
+
+
+def test_force_upcast_is_honoured_only_when_the_vae_config_sets_it(tmp_path):
+    import json
+
+    from diffusers import AutoencoderKL
+
+    from authface.pipeline.decode import force_upcast
+
+    vae = tiny_pipeline(seed=0).vae
+    for value in (True, False, None):  # None: a config that predates the key (SD 1.x VAEs)
+        vae.register_to_config(force_upcast=True if value is None else value)
+        vae.save_pretrained(tmp_path / str(value))
+        cfg = json.loads((tmp_path / str(value) / "config.json").read_text())
+        if value is None:
+            del cfg["force_upcast"]
+        (tmp_path / str(value) / "config.json").write_text(json.dumps(cfg))
+        loaded = AutoencoderKL.from_pretrained(tmp_path / str(value))
+        assert force_upcast(loaded) is bool(value), value

@@ -39,6 +39,10 @@ class ModelConfig:
     """Optional LoRA weights (.safetensors file or folder) loaded with diffusers' load_lora_weights."""
     lora_scale: float = 1.0
     single_file_config: str | None = None
+    controlnet_single_file_config: str | None = None
+    """For a single-file ControlNet offline: a local diffusers ControlNet folder holding its config.json."""
+    vae: str | None = None
+    """Replacement VAE (hub id, folder or file), e.g. an fp16-fixed VAE; None keeps the model's own."""
     """For single-file checkpoints offline: a local diffusers folder holding the matching configs."""
     revision: str | None = None
     variant: str | None = None

@@ -3,28 +3,60 @@
     controlnet = load_controlnet("lllyasviel/control_v11f1e_sd15_tile", torch.float16)
     components, index = load_base_components("stable-diffusion-v1-5/stable-diffusion-v1-5", torch.float16)
     decoder = load_tiny_decoder("madebyollin/taesd", torch.float16)
+    vae = load_vae("stabilityai/sd-vae-ft-mse", torch.float16)
 
-A reference is resolved once, by :func:`resolve_model_ref`: an existing local path is a path; a missing one is
-reported as missing (:class:`ModelPathNotFoundError`, naming it), unless it is written as a hub id
-(``owner/name``). Every model goes through diffusers' own loaders (``from_pretrained`` / ``from_single_file``).
-Assembling a whole :class:`~authface.pipeline.AuthFacePipeline` is the pipeline layer's job
+What a reference is (local folder, single file, hub id, missing path; its model family; whether a local model is
+intact) is decided first, without loading weights, by :mod:`authface.models.references` (:func:`locate`,
+:func:`detect_base`, :func:`check_single_file`, :func:`check_model_folder`): an SDXL base is refused up front, a
+damaged local file is reported as such (named, with what is wrong), and when the hub cannot be used (HF_HUB_OFFLINE,
+or no network) a hub id is loaded from its Hugging Face cache folder, so the hub is never asked. Every model then
+goes through diffusers' own loaders (``from_pretrained`` / ``from_single_file``): a failure on a local path is a
+:class:`CorruptModelError` naming it, a failure on a hub id a :class:`ModelNotFoundError` naming the download
+command. Assembling a whole :class:`~authface.pipeline.AuthFacePipeline` is the pipeline layer's job
 (:func:`authface.pipeline.load_pipeline`).
 """
 
 from __future__ import annotations
 
-import json
 import logging
-import os
 from pathlib import Path
 
 import torch
 
 from ..config import Dtype, SchedulerName, choices
+from .references import (
+    SINGLE_FILE_SUFFIXES,
+    CorruptModelError,
+    ModelNotFoundError,
+    ModelPathNotFoundError,
+    UnsupportedModelError,
+    cached_snapshot,
+    check_model_folder,
+    check_single_file,
+    check_supported,
+    detect_base,
+    download_command,
+    family_of_checkpoint,
+    family_of_folder,
+    hub_offline,
+    is_hub_id,
+    locate,
+    not_found_error,
+    offline_reason,
+    read_json,
+    resolve_model_ref,
+)
 
 logger = logging.getLogger(__name__)
 
-SINGLE_FILE_SUFFIXES = (".safetensors", ".ckpt", ".pt", ".pth", ".bin")
+__all__ = [  # the loaders, and (for compatibility) the reference names that used to live here
+    "BASE_COMPONENTS", "SCHEDULERS", "SINGLE_FILE_SUFFIXES", "CorruptModelError", "ModelNotFoundError",
+    "ModelPathNotFoundError", "UnsupportedModelError", "detect_base", "download_command", "hub_offline", "is_hub_id",
+    "load_base_components", "load_controlnet", "load_from_hub", "load_local", "load_tiny_decoder", "load_vae",
+    "make_scheduler", "model_index", "not_found_error", "pipeline_dtype_kwargs", "resolve_device", "resolve_dtype",
+    "resolve_model_ref", "single_file_config_kwargs",
+]  # fmt: skip
+
 #: Scheduler names (``authface.config.SchedulerName`` without "default") -> diffusers scheduler classes.
 SCHEDULERS = {
     "ddim": "DDIMScheduler",
@@ -41,77 +73,6 @@ _DTYPES = {
 }  # fmt: skip
 
 
-class ModelNotFoundError(OSError):
-    """A model could not be found locally or fetched; the message says how to pass a local copy."""
-
-
-class ModelPathNotFoundError(ModelNotFoundError, FileNotFoundError):
-    """A local model path (not written as a hub id ``owner/name``) does not exist; the message names it."""
-
-
-def hub_offline() -> bool:
-    """True when ``HF_HUB_OFFLINE`` is set to a true value."""
-    return os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes", "on")
-
-
-_LOCAL_FORMS = (
-    "    a diffusers folder:       --model /path/to/folder   (Python: load_pipeline('/path/to/folder'))\n"
-    "    a single-file checkpoint: --model /path/to/model.safetensors "
-    "[--set model.single_file_config=/path/to/diffusers-config-folder]\n"
-    "    a ControlNet:             --controlnet /path/to/folder-or-file\n"
-    "  For an offline smoke test: `python -m authface.testing.tiny_model tiny-model` and --model tiny-model "
-    "(random weights: its output is noise)."
-)
-
-
-def not_found_error(what: str, ref: str, err: Exception) -> ModelNotFoundError:
-    """The error for a hub id that could not be loaded: why, and how to pass a local copy instead."""
-    why = "HF_HUB_OFFLINE is set" if hub_offline() else "the Hugging Face hub could not be reached or has no such model"
-    first_line = str(err).splitlines()[0] if str(err) else ""
-    return ModelNotFoundError(
-        f"could not load the {what} '{ref}': no local copy was found and {why} ({type(err).__name__}: "
-        f"{first_line}).\n"
-        f"  Fix: pass a local copy instead of a hub id (download it where there is internet with\n"
-        f"  `huggingface-cli download {ref} --local-dir /path/to/folder`) —\n{_LOCAL_FORMS}"
-    )
-
-
-def is_hub_id(ref: str) -> bool:
-    """True for a reference written as a hub repository id ``owner/name`` (huggingface_hub's grammar).
-
-    Anything else — a leading ``.``, ``/`` or ``~``, a backslash, more than one slash, no slash, or a
-    checkpoint suffix — is a local path."""
-    from huggingface_hub.utils import HFValidationError, validate_repo_id
-
-    if ref.startswith((".", "/", "~")) or "\\" in ref or ref.count("/") != 1:
-        return False
-    if ref.lower().endswith(SINGLE_FILE_SUFFIXES):
-        return False
-    try:
-        validate_repo_id(ref)
-    except HFValidationError:
-        return False
-    return True
-
-
-def resolve_model_ref(ref: str | os.PathLike, what: str = "model") -> Path | str:
-    """An existing local path (``Path``), or a hub id (``str``, see :func:`is_hub_id`).
-
-    Raises:
-        ModelPathNotFoundError: ``ref`` is neither an existing path nor a hub id (the message names the path).
-    """
-    text = os.fspath(ref)
-    path = Path(text).expanduser()
-    if path.exists():
-        return path
-    if is_hub_id(text):
-        return text
-    raise ModelPathNotFoundError(
-        f"{what} path '{text}' does not exist (looked for {path.absolute()}). A hub id is written owner/name; "
-        f"a local model is one of —\n{_LOCAL_FORMS}"
-    )
-
-
 def resolve_device(name: str = "auto") -> torch.device:
     """auto -> cuda if available, else mps, else cpu; explicit names are checked (ValueError if unavailable)."""
     if name == "auto":
@@ -125,7 +86,9 @@ def resolve_device(name: str = "auto") -> torch.device:
     except RuntimeError:
         raise ValueError(f"unknown device {name!r}; use auto, cpu, cuda, cuda:N or mps") from None
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {name!r} asked for but CUDA is not available (torch {torch.__version__}); use --device cpu")
+        raise ValueError(
+            f"device {name!r} asked for but CUDA is not available (torch {torch.__version__}); use --device cpu"
+        )
     if device.type == "mps" and not torch.backends.mps.is_available():
         raise ValueError(f"device {name!r} asked for but MPS is not available; use --device cpu")
     return device
@@ -159,79 +122,166 @@ def make_scheduler(name: str, config):
     return getattr(diffusers, SCHEDULERS[name]).from_config(config)
 
 
-def model_index(ref: Path | str, revision: str | None = None) -> dict | None:
-    """model_index.json of a resolved reference (local folder or hub id); None for a folder without one."""
+_CONFIG_FILES = ("*.json", "*.txt")  # what a single-file checkpoint needs from its config repo
+
+
+def load_local(what: str, path: Path, load):
+    """``load()`` for a checked local path; any failure is reported as a problem of that path (not as "not
+    found"): CorruptModelError naming the path, the loader's error type and first line."""
+    try:
+        return load()
+    except (CorruptModelError, ModelNotFoundError):
+        raise
+    except Exception as err:  # noqa: BLE001 - diffusers/transformers raise many types for a bad local model
+        first = str(err).splitlines()[0] if str(err) else ""
+        raise CorruptModelError(
+            f"{path}: could not be loaded as a {what}: {type(err).__name__}: {first}"
+        ) from err
+
+
+def load_from_hub(what: str, ref: str, load):
+    """``load()`` for a hub id; any failure becomes the :class:`ModelNotFoundError` that says how to pass a local
+    copy (with the download command of the installed huggingface_hub)."""
+    try:
+        return load()
+    except Exception as err:  # noqa: BLE001 - huggingface_hub raises many types; all mean "not available"
+        reason = (
+            offline_reason()
+            or "the Hugging Face hub has no such repository, denied access, or the download failed"
+        )
+        raise not_found_error([(what, ref)], reason, err) from err
+
+
+def model_index(src: Path | str, revision: str | None = None) -> dict | None:
+    """model_index.json of a located reference (local folder or hub id); None for a folder without one."""
     from diffusers import DiffusionPipeline
 
-    if isinstance(ref, Path):
-        index = ref / "model_index.json"
-        return json.loads(index.read_text()) if index.is_file() else None
-    try:
-        return DiffusionPipeline.load_config(ref, revision=revision)
-    except Exception as err:  # noqa: BLE001 - huggingface_hub raises many types; all mean "not available"
-        raise not_found_error("model", ref, err) from err
+    if isinstance(src, Path):
+        return read_json(src, "model_index.json")
+    return load_from_hub("model", src, lambda: DiffusionPipeline.load_config(src, revision=revision))
 
 
-def check_supported(index: dict, ref: str) -> None:
-    """Raise ValueError for a model family this version cannot run (SDXL)."""
-    if "text_encoder_2" in index:
-        raise ValueError(
-            f"{ref} is an SDXL model; this version of AuthFacePipeline supports SD 1.x/2.x bases (SDXL is planned)"
+def single_file_config_kwargs(
+    src: Path, shapes: dict, config: str | None, what: str, option: str, subfolder: str = ""
+):
+    """The ``config=`` (and ``subfolder=``) keywords of diffusers' ``from_single_file`` for the file ``src``:
+    ``config`` if given (a folder — one holding ``subfolder``/ is used with it — or a hub id), else the repo
+    diffusers infers from the file's tensors, taken from the Hugging Face cache when the hub cannot be used.
+
+    Raises ModelPathNotFoundError (``config`` missing), CorruptModelError (a folder without the config file),
+    ModelNotFoundError (the inferred repo is not cached while offline; the message names ``option``)."""
+    from diffusers.loaders.single_file_utils import fetch_diffusers_config
+
+    if config is not None:
+        where = locate(config, f"{what} config")
+        if isinstance(where, str):
+            return {"config": where}
+        if subfolder and (where / subfolder).is_dir() and not (where / "config.json").is_file():
+            return {"config": str(where), "subfolder": subfolder}
+        if not subfolder and not (where / "config.json").is_file():
+            raise CorruptModelError(
+                f"{where}: no config.json, which the single-file {what} {src} needs ({option})"
+            )
+        return {"config": str(where)}
+    repo = fetch_diffusers_config(shapes)["pretrained_model_name_or_path"]
+    reason = offline_reason()
+    if reason is None:
+        return {"config": repo}
+    snapshot = cached_snapshot(repo)
+    if snapshot is None:
+        raise ModelNotFoundError(
+            f"the single-file {what} {src} needs its diffusers config, which diffusers takes from the hub repo "
+            f"'{repo}': {reason} and it is not in the Hugging Face cache.\n"
+            f"  Fix: pass a folder holding the config: {option}/path/to/config-folder "
+            f"(download one where there is internet: {download_command(repo, '/path/to/config-folder', _CONFIG_FILES)});"
+            f"\n  with network, run once without HF_HUB_OFFLINE=1 so that diffusers caches it."
         )
+    return {"config": str(snapshot)}
 
 
-def load_controlnet(ref: str, dtype: torch.dtype, single_file_config: str | None = None, revision=None, variant=None):
-    """A ``ControlNetModel`` from a hub id, a local folder, or a single file.
+def controlnet_source(src: Path) -> dict:
+    """``subfolder="controlnet"`` for an AuthFace model folder given as a ControlNet, else nothing."""
+    if not (src / "config.json").is_file() and (src / "controlnet" / "config.json").is_file():
+        return {"subfolder": "controlnet"}
+    return {}
 
-    Raises ModelPathNotFoundError (missing local path), ModelNotFoundError (hub id not available)."""
+
+def load_controlnet(ref: str, dtype: torch.dtype, single_file_config: str | None = None, revision=None, variant=None,
+                    config: str | None = None):  # fmt: skip
+    """A ``ControlNetModel`` from a hub id, a local folder (an AuthFace model folder: its ``controlnet/``), or a
+    single file. A single file's config: ``config`` (a folder with config.json, or a hub id), else the
+    ``controlnet/`` folder of ``single_file_config`` (the base's config folder) if it has one, else the repo
+    diffusers infers from the file (cached when offline). The base's own config is never used for a ControlNet.
+
+    Raises ModelPathNotFoundError (missing local path), ModelNotFoundError (hub id or config not available),
+    CorruptModelError (a damaged or incomplete local file or folder, named)."""
     from diffusers import ControlNetModel
 
-    src = resolve_model_ref(ref, "ControlNet")
+    src = locate(ref, "ControlNet", revision)
     if isinstance(src, Path) and src.is_file():
-        return ControlNetModel.from_single_file(str(src), config=single_file_config, torch_dtype=dtype)
+        shapes = check_single_file(src)
+        if (
+            config is None
+            and single_file_config
+            and (Path(single_file_config) / "controlnet" / "config.json").is_file()
+        ):
+            config = single_file_config
+        kwargs = single_file_config_kwargs(
+            src, shapes, config, "ControlNet", "--set model.controlnet_single_file_config=", subfolder="controlnet"
+        )  # fmt: skip
+        return load_local("ControlNet", src, lambda: ControlNetModel.from_single_file(
+            str(src), torch_dtype=dtype, local_files_only=offline_reason() is not None, **kwargs))  # fmt: skip
     if isinstance(src, Path):
-        return ControlNetModel.from_pretrained(str(src), torch_dtype=dtype, revision=revision, variant=variant)
-    try:
-        return ControlNetModel.from_pretrained(src, torch_dtype=dtype, revision=revision, variant=variant)
-    except Exception as err:  # noqa: BLE001
-        raise not_found_error("ControlNet", ref, err) from err
+        sub = controlnet_source(src)
+        check_model_folder(src / sub.get("subfolder", ""), None)
+        return load_local("ControlNet", src, lambda: ControlNetModel.from_pretrained(
+            str(src), torch_dtype=dtype, variant=variant, **sub))  # fmt: skip
+    return load_from_hub("ControlNet", src, lambda: ControlNetModel.from_pretrained(
+        src, torch_dtype=dtype, revision=revision, variant=variant))  # fmt: skip
 
 
-def load_base_components(ref: str, dtype, single_file_config=None, revision=None, variant=None) -> tuple[dict, dict | None]:
+def load_base_components(
+    ref: str, dtype, single_file_config=None, revision=None, variant=None
+) -> tuple[dict, dict | None]:
     """(components, model_index or None) of a Stable Diffusion base given as folder, hub id or single file.
 
-    ``components`` holds :data:`BASE_COMPONENTS`; diffusers' ``StableDiffusionPipeline.from_pretrained`` /
-    ``from_single_file`` assembles them (the safety checker is never loaded or downloaded).
-    Raises ModelPathNotFoundError, ModelNotFoundError, or ValueError (not a checkpoint file, a folder without
-    model_index.json, an SDXL model).
+    The family is decided first, from JSON files or the single file's header (:func:`detect_base`): an SDXL
+    base is refused before any weights are loaded. ``components`` holds :data:`BASE_COMPONENTS`; diffusers'
+    ``StableDiffusionPipeline.from_pretrained`` / ``from_single_file`` assembles them (no safety checker).
+    Raises ModelPathNotFoundError, ModelNotFoundError, UnsupportedModelError (SDXL; a ControlNet), or
+    CorruptModelError / ValueError (not a checkpoint file, damaged, a folder without model_index.json).
     """
     from diffusers import StableDiffusionPipeline
 
-    src = resolve_model_ref(ref, "model")
+    src = locate(ref, "model", revision)
     none = dict(safety_checker=None, feature_extractor=None, requires_safety_checker=False)
     if isinstance(src, Path) and src.is_file():
-        if not src.name.lower().endswith(SINGLE_FILE_SUFFIXES):
-            raise ValueError(f"{ref}: not a checkpoint file; expected one of {', '.join(SINGLE_FILE_SUFFIXES)}")
-        try:
-            pipe = StableDiffusionPipeline.from_single_file(str(src), config=single_file_config, torch_dtype=dtype,
-                                                            **none)  # fmt: skip
-        except Exception as err:  # noqa: BLE001
-            raise not_found_error("single-file checkpoint (its config)", ref, err) from err
+        shapes = check_single_file(src)
+        check_supported(family_of_checkpoint(shapes), ref)
+        kwargs = single_file_config_kwargs(src, shapes, single_file_config, "checkpoint",
+                                           "--set model.single_file_config=")  # fmt: skip
+        pipe = load_local("single-file checkpoint", src, lambda: StableDiffusionPipeline.from_single_file(
+            str(src), torch_dtype=dtype, local_files_only=offline_reason() is not None, **kwargs, **none))  # fmt: skip
         return {k: pipe.components[k] for k in BASE_COMPONENTS}, None
+    check_supported(family_of_folder(src) if isinstance(src, Path) else detect_base(src, revision), ref)
     index = model_index(src, revision)
     if index is None:
-        raise ValueError(
+        raise CorruptModelError(
             f"{ref} is a folder but has no model_index.json: pass a diffusers pipeline folder "
             f"(save_pretrained layout), an AuthFace model folder, or a single-file checkpoint"
         )
-    check_supported(index, ref)
-    try:
-        pipe = StableDiffusionPipeline.from_pretrained(str(src), revision=revision, variant=variant, **none,
-                                                       **pipeline_dtype_kwargs(dtype))  # fmt: skip
-    except Exception as err:  # noqa: BLE001
-        if isinstance(src, Path):
-            raise
-        raise not_found_error("model", ref, err) from err
+    kwargs = dict(variant=variant, **none, **pipeline_dtype_kwargs(dtype))
+    if isinstance(src, Path):
+        check_model_folder(src, index)
+        pipe = load_local(
+            "Stable Diffusion folder",
+            src,
+            lambda: StableDiffusionPipeline.from_pretrained(str(src), **kwargs),
+        )
+    else:
+        pipe = load_from_hub(
+            "model", src, lambda: StableDiffusionPipeline.from_pretrained(src, revision=revision, **kwargs)
+        )
     return {k: pipe.components[k] for k in BASE_COMPONENTS}, index
 
 
@@ -239,10 +289,31 @@ def load_tiny_decoder(ref: str, dtype: torch.dtype):
     """A cheap ``AutoencoderTiny`` decoder for guidance (hub id such as madebyollin/taesd, or a local folder)."""
     from diffusers import AutoencoderTiny
 
-    src = resolve_model_ref(ref, "tiny decoder")
+    src = locate(ref, "tiny decoder")
     if isinstance(src, Path):
-        return AutoencoderTiny.from_pretrained(str(src), torch_dtype=dtype)
-    try:
-        return AutoencoderTiny.from_pretrained(src, torch_dtype=dtype)
-    except Exception as err:  # noqa: BLE001
-        raise not_found_error("tiny decoder", ref, err) from err
+        check_model_folder(src, None)
+        return load_local(
+            "tiny decoder", src, lambda: AutoencoderTiny.from_pretrained(str(src), torch_dtype=dtype)
+        )
+    return load_from_hub("tiny decoder", src, lambda: AutoencoderTiny.from_pretrained(src, torch_dtype=dtype))
+
+
+def load_vae(ref: str, dtype: torch.dtype, revision: str | None = None):
+    """An ``AutoencoderKL`` to replace a base's VAE (e.g. one stable in float16): a hub id, a folder (a
+    pipeline folder: its ``vae/``) or a single file (config inferred by diffusers; cached when offline)."""
+    from diffusers import AutoencoderKL
+
+    src = locate(ref, "VAE", revision)
+    if isinstance(src, Path) and src.is_file():
+        check_single_file(src)
+        return load_local("VAE", src, lambda: AutoencoderKL.from_single_file(
+            str(src), torch_dtype=dtype, local_files_only=offline_reason() is not None))  # fmt: skip
+    if isinstance(src, Path):
+        sub = {"subfolder": "vae"} if (src / "vae" / "config.json").is_file() else {}
+        check_model_folder(src / sub.get("subfolder", ""), None)
+        return load_local(
+            "VAE", src, lambda: AutoencoderKL.from_pretrained(str(src), torch_dtype=dtype, **sub)
+        )
+    return load_from_hub(
+        "VAE", src, lambda: AutoencoderKL.from_pretrained(src, torch_dtype=dtype, revision=revision)
+    )

@@ -5,6 +5,7 @@ Component loaders (ControlNet, base components, tiny decoder, device and dtype) 
 :mod:`authface.models.loading`.
 """
 
+from .decode import NonFiniteOutputError
 from .loading import configure_pipeline, load_lora, load_pipeline, set_scheduler
 from .output import AuthFacePipelineOutput
 from .pipeline_authface import OUTPUT_TYPES, AuthFacePipeline
@@ -13,6 +14,7 @@ __all__ = [
     "OUTPUT_TYPES",
     "AuthFacePipeline",
     "AuthFacePipelineOutput",
+    "NonFiniteOutputError",
     "configure_pipeline",
     "load_lora",
     "load_pipeline",

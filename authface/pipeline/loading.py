@@ -4,7 +4,8 @@
                          controlnet="lllyasviel/control_v11f1e_sd15_tile", dtype=torch.float16)
     pipe = load_pipeline("my-authface-model/")          # an AuthFace model folder (has its own ControlNet)
     pipe = load_pipeline("realisticVision.safetensors", controlnet="control_tile.safetensors",
-                         single_file_config="sd15-configs/")   # offline single files need local configs
+                         single_file_config="sd15-configs/",   # offline single files need local configs
+                         controlnet_single_file_config="tile-config/")  # the ControlNet's own config.json
     set_scheduler(pipe, "dpm++")
     configure_pipeline(pipe, torch.device("cuda"), offload="model")
 
@@ -22,13 +23,23 @@ import torch
 
 from ..config import DEFAULT_CONTROLNET, Attention, Offload, choices
 from ..models.loading import (
-    check_supported,
     load_base_components,
     load_controlnet,
+    load_from_hub,
+    load_local,
+    load_vae,
     make_scheduler,
     model_index,
-    not_found_error,
     pipeline_dtype_kwargs,
+)
+from ..models.references import (
+    check_model_folder,
+    check_supported,
+    detect_base,
+    find_missing,
+    locate,
+    not_found_error,
+    offline_reason,
     resolve_model_ref,
 )
 from .pipeline_authface import AuthFacePipeline
@@ -47,6 +58,8 @@ def load_pipeline(
     single_file_config: str | None = None,
     revision: str | None = None,
     variant: str | None = None,
+    controlnet_single_file_config: str | None = None,
+    vae: str | None = None,
 ) -> AuthFacePipeline:
     """Assemble an :class:`AuthFacePipeline` from a base model + ControlNet (+ LoRA, fused).
 
@@ -54,42 +67,81 @@ def load_pipeline(
     checkpoint. ``controlnet``: "auto" uses the model's own ControlNet if it has one, else the default SD 1.5 tile
     ControlNet; "none"/None requires the model to have one; anything else is a hub id, folder or file and
     replaces the model's own. ``lora``: a LoRA file or folder (``save_lora_weights`` layout), fused at
-    ``lora_scale`` so sampling runs at the base model's speed.
+    ``lora_scale`` so sampling runs at the base model's speed. ``single_file_config``: the diffusers config folder
+    (or hub id) of a single-file base; ``controlnet_single_file_config``: a folder holding the config.json of a
+    single-file ControlNet (default: ``single_file_config``'s ``controlnet/``, else diffusers' inference).
+    ``vae``: a VAE (hub id, folder or file) replacing the base's, e.g. one that is stable in float16.
+
+    Before any weights are loaded, every reference is resolved (a missing path, or hub ids that are not cached
+    while the hub cannot be used, are reported together in one error) and the base's family is read from its
+    JSON files or file header (SDXL is refused up front). Without ``HF_HUB_OFFLINE``, "no network" is detected
+    once (a 2 s connection check) and the Hugging Face cache is used.
 
     Raises:
         ModelPathNotFoundError (also a FileNotFoundError): a local path that does not exist (named).
-        ModelNotFoundError: a hub id that is not cached and cannot be fetched (the message says how to pass a
-            local copy).
+        ModelNotFoundError: hub ids that are not cached and cannot be fetched (the message names the download
+            command, the options that take local copies and HF_HUB_OFFLINE=1).
+        UnsupportedModelError (a ValueError): an SDXL base, or a ControlNet given as the base.
+        CorruptModelError (a ValueError): a damaged or incomplete local file or folder (named, with what is wrong).
         FileNotFoundError: the LoRA path does not exist.
-        ValueError: a folder without model_index.json, not a checkpoint file, SDXL, no ControlNet.
+        ValueError: a folder without model_index.json, not a checkpoint file, no ControlNet.
     """
-    src = resolve_model_ref(model, "model")
+    check_available(model, controlnet, revision)
+    src = locate(model, "model", revision)
+    check_supported(detect_base(src, revision), model)
     index = None if isinstance(src, Path) and src.is_file() else model_index(src, revision)
+    cn_args = (dtype, single_file_config, revision, variant, controlnet_single_file_config)
     if index is not None and "controlnet" in index:  # an AuthFace model: diffusers assembles it
-        check_supported(index, model)
         extra = {}
         if controlnet not in (*_NO_CONTROLNET, "auto"):
-            extra["controlnet"] = load_controlnet(controlnet, dtype, single_file_config, revision, variant)
-        pipe = _from_pretrained(src, model, dtype, revision, variant, **extra)
+            extra["controlnet"] = load_controlnet(controlnet, *cn_args)
+        pipe = _from_pretrained(src, index, dtype, revision, variant, **extra)
     else:
         if controlnet in _NO_CONTROLNET:
-            raise ValueError(f"{model} has no ControlNet of its own; pass one with --controlnet (hub id, folder or file)")
+            raise ValueError(
+                f"{model} has no ControlNet of its own; pass one with --controlnet (hub id, folder or file)"
+            )
         comps, _ = load_base_components(model, dtype, single_file_config, revision, variant)
         ref = DEFAULT_CONTROLNET if controlnet == "auto" else controlnet
-        pipe = AuthFacePipeline(**comps, controlnet=load_controlnet(ref, dtype, single_file_config, revision, variant))
+        pipe = AuthFacePipeline(**comps, controlnet=load_controlnet(ref, *cn_args))
+    if vae:
+        pipe.vae = load_vae(vae, dtype, revision)
     if lora:
         load_lora(pipe, lora, lora_scale)
     return pipe
 
 
-def _from_pretrained(src: Path | str, model: str, dtype, revision, variant, **components) -> AuthFacePipeline:
-    try:
-        return AuthFacePipeline.from_pretrained(str(src), revision=revision, variant=variant, **components,
-                                                **pipeline_dtype_kwargs(dtype))  # fmt: skip
-    except Exception as err:  # noqa: BLE001
-        if isinstance(src, Path):  # a local folder that exists: diffusers' own error names the missing file
-            raise
-        raise not_found_error("model", model, err) from err
+def check_available(model: str, controlnet: str | None, revision: str | None = None) -> None:
+    """Raise one error for every reference of a load that cannot be had, before anything is loaded: missing
+    local paths (ModelPathNotFoundError), or hub ids not in the cache while the hub cannot be used
+    (ModelNotFoundError naming each, its download command and option). With ``controlnet="auto"`` and a model
+    that is not available, the default ControlNet is checked too (it is needed unless the model has its own)."""
+    refs = [("model", model)]
+    if controlnet == "auto":
+        if not isinstance(resolve_model_ref(model, "model"), Path):
+            refs.append(("ControlNet", DEFAULT_CONTROLNET))
+    elif controlnet not in _NO_CONTROLNET:
+        refs.append(("ControlNet", controlnet))
+    missing = find_missing(refs, revision)
+    if controlnet == "auto" and missing and missing[0][0] != "model":
+        return  # the model is cached: whether it needs the default ControlNet is decided after reading it
+    if missing:
+        raise not_found_error(missing, offline_reason() or "")
+
+
+def _from_pretrained(
+    src: Path | str, index: dict, dtype, revision, variant, **components
+) -> AuthFacePipeline:
+    kwargs = dict(variant=variant, **components, **pipeline_dtype_kwargs(dtype))
+    if isinstance(src, Path):
+        skip = set(components)
+        check_model_folder(src, {k: v for k, v in index.items() if k not in skip})
+        return load_local(
+            "AuthFace model folder", src, lambda: AuthFacePipeline.from_pretrained(str(src), **kwargs)
+        )
+    return load_from_hub(
+        "model", src, lambda: AuthFacePipeline.from_pretrained(src, revision=revision, **kwargs)
+    )
 
 
 def load_lora(pipe: AuthFacePipeline, lora: str, lora_scale: float = 1.0) -> None:
@@ -148,7 +200,9 @@ def configure_pipeline(
             pipe.enable_xformers_memory_efficient_attention()
         except ImportError:
             if attention == "xformers":
-                raise ImportError("attention=xformers needs xformers: pip install 'authface[xformers]'") from None
+                raise ImportError(
+                    "attention=xformers needs xformers: pip install 'authface[xformers]'"
+                ) from None
     elif attention not in choices(Attention):
         raise ValueError(f"attention must be one of {', '.join(choices(Attention))}; got {attention!r}")
     pipe.set_progress_bar_config(disable=not progress_bar)

@@ -34,6 +34,7 @@ from .. import io
 from ..colorfix import COLOR_FIXES, apply_color_fix
 from ..guidance import Guidance, GuidanceContext, apply_guidance, final_values
 from ..models.quality_prior import DEFAULT_QUALITY, has_quality_prior, quality_labels
+from .decode import check_guidance, check_latents, decode_finite
 from .output import AuthFacePipelineOutput
 
 #: Accepted ``output_type`` values (see :class:`AuthFacePipelineOutput`).
@@ -311,7 +312,9 @@ class AuthFacePipeline(DiffusionPipeline, StableDiffusionLoraLoaderMixin):
         ``tensors`` holding ``callback_on_step_end_tensor_inputs`` (of "latents", "prompt_embeds",
         "control_image"); returned entries replace them. Set ``pipe._interrupt = True`` to skip the remaining
         steps (the current latents are still decoded).
-        Raises ValueError for invalid arguments (see :meth:`check_inputs`).
+        Raises ValueError for invalid arguments (see :meth:`check_inputs`); ``NonFiniteOutputError`` (a
+        RuntimeError, :mod:`authface.pipeline.decode`) when sampling or decoding gives NaN/inf for an image even
+        after a float32 retry of the VAE decode — never a black image.
         """
         objectives, quality_target = _resolve_aliases(kwargs, objectives, quality_target)
         if isinstance(callback_on_step_end, (PipelineCallback, MultiPipelineCallbacks)):
@@ -439,6 +442,7 @@ class AuthFacePipeline(DiffusionPipeline, StableDiffusionLoraLoaderMixin):
             if context is not None:
                 ctx = context(step_index=i, timestep=t)
                 noise_pred, records = apply_guidance(run.objectives, self.scheduler, latents, noise_pred, ctx)
+                check_guidance(noise_pred, records, i)
                 for rec in records:
                     for j in range(b):
                         log[j].append({"name": rec["name"], "step": rec["step"], "t": rec["t"], "value": rec["values"][j]})
@@ -450,7 +454,11 @@ class AuthFacePipeline(DiffusionPipeline, StableDiffusionLoraLoaderMixin):
 
         latents = state["latents"]
         final: list[dict] = [{} for _ in range(b)]
-        decoded = self.decode_latents(latents).float() if run.output_type != "latent" else None  # (B, 3, H, W)
+        if run.output_type == "latent":
+            check_latents(latents)
+            decoded = None
+        else:  # float32 (B, 3, H, W), every image finite (else NonFiniteOutputError: never a black face)
+            decoded = decode_finite(self.vae, latents, self.decode_latents)
         if context is not None:  # each objective on the result, for the manifest (reusing the decode above)
             ctx = context(step_index=len(timesteps), timestep=timesteps[-1])
             for name, values in final_values(run.objectives, latents, ctx, decoded).items():
