@@ -765,3 +765,14 @@ def test_loaded_image_size_property() -> None:
 def test_module_has_public_api() -> None:
     for name in aio.__all__:
         assert hasattr(aio, name)
+
+
+def test_write_gray_images_and_png_text_chunks(tmp_path: Path) -> None:
+    mask = np.zeros((8, 6), np.uint8)
+    mask[2:5] = 255
+    write_image(tmp_path / "m.png", mask, text={"authface:optimized": "score 0.7 -> 0.9"})
+    with Image.open(tmp_path / "m.png") as im:
+        assert im.mode == "L" and im.text == {"authface:optimized": "score 0.7 -> 0.9"}
+        assert np.array_equal(np.asarray(im), mask)
+    with pytest.raises(ValueError, match="alpha"):
+        write_image(tmp_path / "x.png", mask, np.zeros_like(mask))

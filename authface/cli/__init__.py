@@ -16,7 +16,9 @@ from .. import __version__
 logger = logging.getLogger("authface")
 
 #: Subcommand modules, in the order ``authface --help`` lists them.
-COMMANDS = ("restore", "prepare", "train", "degrade", "eval")
+COMMANDS = ("restore", "prepare", "train", "degrade", "eval", "train-scorer", "optimize")
+#: Modules whose name differs from their command.
+_MODULES = {"eval": "evaluate"}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -28,7 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-vv for debug)")
     sub = parser.add_subparsers(dest="command", required=True)
     for name in COMMANDS:
-        module = importlib.import_module(f".{'evaluate' if name == 'eval' else name}", __name__)
+        module = importlib.import_module("." + _MODULES.get(name, name.replace("-", "_")), __name__)
         module.add_parser(sub)
     return parser
 
@@ -54,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
         args.argv = list(argv) if argv is not None else sys.argv[1:]  # for commands that re-launch themselves
         level = logging.WARNING - 10 * min(args.verbose, 2)
         logging.basicConfig(level=level, format="authface: %(levelname)s: %(message)s")
-        if args.verbose < 2 and args.command in ("restore", "train"):
+        if args.verbose < 2 and args.command in ("restore", "train", "optimize", "train-scorer"):
             _quiet_libraries()
         return args.func(args)
     except KeyboardInterrupt:  # commands that can resume say so themselves; this is the catch-all

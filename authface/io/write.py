@@ -121,8 +121,11 @@ def write_image(
     quality: int = 95,
     icc_profile: bytes | None = None,
     background: tuple[int, int, int] = (255, 255, 255),
+    text: dict[str, str] | None = None,
 ) -> list[str]:
-    """Write a uint8 RGB image atomically; the format comes from the extension.
+    """Write a uint8 RGB ``(H, W, 3)`` (or gray ``(H, W)``, e.g. a mask) image atomically; the format comes from
+    the extension. ``text``: key/value text chunks stored in PNG files (provenance, e.g. what changed the image);
+    ignored with a debug log line for other formats.
 
     Returns notes for the user (empty when nothing was lost). Transparency is never dropped silently: for formats
     that cannot store it (JPEG, BMP), an ``alpha`` with any transparent pixel is composited onto ``background``
@@ -149,8 +152,10 @@ def write_image(
         raise ValueError(f"{path}: unknown image extension {path.suffix!r} (supported: {known})")
     if isinstance(quality, bool) or not isinstance(quality, (int, np.integer)) or not 1 <= quality <= 100:
         raise ValueError(f"quality must be an integer in 1..100, got {quality!r}")
-    rgb = _check_uint8("rgb", rgb, 3)
+    rgb = _check_uint8("gray", rgb, 2) if isinstance(rgb, np.ndarray) and rgb.ndim == 2 else _check_uint8("rgb", rgb, 3)
     if alpha is not None:
+        if rgb.ndim == 2:
+            raise ValueError("alpha is supported with RGB images only")
         alpha = _check_uint8("alpha", alpha, 2)
         if alpha.shape != rgb.shape[:2]:
             raise ValueError(f"alpha shape {alpha.shape} does not match rgb shape {rgb.shape}")
@@ -182,6 +187,15 @@ def write_image(
             params["compression"] = "tiff_lzw"
     if icc_profile and fmt != "BMP":
         params["icc_profile"] = icc_profile
+    if text and fmt == "PNG":
+        from PIL.PngImagePlugin import PngInfo
+
+        info = PngInfo()
+        for key, value in text.items():
+            info.add_itxt(str(key), str(value))
+        params["pnginfo"] = info
+    elif text:
+        logger.debug("%s: %s cannot store text chunks; not written", path, fmt)
 
     atomic_write(path, lambda f: img.save(f, format=fmt, **params))
     return notes
