@@ -154,6 +154,18 @@ def build_objectives(g, device, detector, crop_size: int, max_pixels: int) -> li
     return out
 
 
+def build_upsampler(f, device):
+    """The background upsampler of the ``face`` config section (None: the face stage's Lanczos)."""
+    if f.bg_upsampler != "realesrgan" or f.upscale == 1:
+        return None
+    import torch
+
+    from .models.realesrgan import RealESRGANUpsampler
+
+    dtype = torch.float16 if device.type == "cuda" else torch.float32
+    return RealESRGANUpsampler(device=device, dtype=dtype, tile=f.bg_tile)
+
+
 def build_detector(f):
     """The face detector of the ``face`` config section (None for aligned inputs)."""
     from .face import create_detector
@@ -204,5 +216,6 @@ def build_parts(cfg: RestoreConfig) -> RestorerParts:
         pipe, s.prompt, s.negative_prompt, s.steps, s.strength, s.cfg_scale, s.controlnet_scale,
         s.color_fix, s.batch_size, objectives, s.quality_target,
     )  # fmt: skip
-    stage = FaceStage(detector, f.crop_size, f.only_center_face, f.min_face_size, f.max_faces, f.aligned)
+    stage = FaceStage(detector, f.crop_size, f.only_center_face, f.min_face_size, f.max_faces, f.aligned,
+                      build_upsampler(f, device))  # fmt: skip
     return RestorerParts(restore_fn, stage, f.upscale, s.batch_size, s.seed, not s.colorize, pipe, device, dtype, cfg)

@@ -403,3 +403,25 @@ def test_resume_reads_shards_a_killed_distributed_run_left(tiny_model_dir, astro
     shard.write({"type": "photo", "input": str(src / "a.png"), "status": "restored", "output": str(out / "a.png")})
     assert main(["restore", str(src), "-o", str(out), "--model", str(tiny_model_dir), *FAST]) == 0
     assert "1 already done" in capsys.readouterr().err
+
+
+def test_realesrgan_background_upscale_offline(tiny_model_dir, astronaut, tmp_path):
+    """--bg-upsampler realesrgan runs the real Real-ESRGAN x4plus weights (shipped in a pip package) offline."""
+    pytest.importorskip("authface.models.realesrgan")
+    from authface.models.realesrgan import realesrgan_model_files
+
+    try:
+        realesrgan_model_files()
+    except ImportError as e:
+        pytest.skip(f"{e}")  # CI installs the package (dev extra); this only guards other machines
+    small = np.asarray(Image.fromarray(astronaut).resize((128, 128), Image.Resampling.BOX))  # fast on CPU
+    Image.fromarray(small).save(tmp_path / "a.png")
+    out = tmp_path / "out"
+    assert main(["restore", str(tmp_path / "a.png"), "-o", str(out), "--model", str(tiny_model_dir), *FAST,
+                 "--upscale", "2", "--bg-upsampler", "realesrgan"]) == 0  # fmt: skip
+    assert Image.open(out / "a.png").size == (256, 256)
+    lanczos = np.asarray(Image.fromarray(small).resize((256, 256), Image.Resampling.LANCZOS), np.float32)
+    sharper = np.abs(np.diff(np.asarray(Image.open(out / "a.png"), np.float32), axis=1)).mean()
+    assert sharper > np.abs(np.diff(lanczos, axis=1)).mean()  # a learned upscaler, not a resize
+    rec = [r for r in _records(out) if r["type"] == "run"][0]
+    assert rec["config"]["face"]["bg_upsampler"] == "realesrgan"

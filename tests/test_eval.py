@@ -629,3 +629,19 @@ def test_public_names_and_columns():
         "—",
         "—",
     )
+
+
+def test_realesrgan_baseline_is_a_learned_upscaler(faces128):
+    pytest.importorskip("authface.models.realesrgan")
+    from authface.eval.baselines import BASELINE_NAMES, make_baseline
+    from authface.models.realesrgan import realesrgan_model_files
+
+    try:
+        realesrgan_model_files()
+    except ImportError as e:
+        pytest.skip(str(e))
+    assert "realesrgan" in BASELINE_NAMES
+    base = make_baseline("realesrgan")
+    lq = np.ascontiguousarray(faces128[0][::4, ::4])
+    out = base.fn(lq, (128, 128))
+    assert out.shape == (128, 128, 3) and out.dtype == np.uint8

@@ -49,7 +49,9 @@ RESTORE_FLAGS: dict[str, tuple[str, dict]] = {
     "--crop-size": ("face.crop_size", dict(type=int)),
     "--min-face-size": ("face.min_face_size", dict(type=float, help="ignore smaller faces (pixels)")),
     "--max-faces": ("face.max_faces", dict(type=int, help="restore at most N faces per photo (largest first)")),
-    "--upscale": ("face.upscale", dict(type=int, help="upscale the whole photo by N (Lanczos background)")),
+    "--upscale": ("face.upscale", dict(type=int, help="upscale the whole photo by N (background: --bg-upsampler)")),
+    "--bg-upsampler": ("face.bg_upsampler", dict(help="background upsampler for --upscale (realesrgan: "
+                                                      "pip install 'authface[realesrgan]')")),
     "--identity-scale": ("guidance.identity_scale", dict(type=float, help="identity guidance strength (0 = off)")),
     "--identity-model": ("guidance.identity_model", dict(help="default: dlib's recogniser (no download); or ArcFace .pth/.safetensors, insightface .onnx")),
     "--reference": ("guidance.reference", dict(help="photo or folder of the same person (default: input face)")),

@@ -7,6 +7,7 @@ take explicit arguments.
 from .base import ConfigError, all_keys, choices, load_config, parse_override, set_key, to_dict, validate
 from .literals import (
     Attention,
+    BgUpsamplerName,
     ColorFix,
     DegradationPreset,
     DetectorName,
@@ -47,6 +48,7 @@ __all__ = [
     "DEFAULT_CONTROLNET",
     "TINY_RANDOM_BASE",
     "Attention",
+    "BgUpsamplerName",
     "ColorFix",
     "ConfigError",
     "DegradationPreset",

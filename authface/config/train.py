@@ -3,10 +3,23 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Literal
 
 from .base import ConfigError
-from .literals import DegradationPreset, FacialRegion, LogWith, LRScheduler, MixedPrecision, TimeWeightMode
+from .literals import (
+    DegradationPreset,
+    FacialRegion,
+    GuidanceDecoder,
+    LogWith,
+    LRScheduler,
+    MixedPrecision,
+    TimeWeightMode,
+)
 from .restore import DEFAULT_BASE_MODEL
+
+IdentityLossKind = Literal["cosine", "dlib-distance"]
+"""How the training identity loss compares two faces: 1 - cosine of the L2-normalised embeddings, or the
+Euclidean distance of dlib's raw 128-d descriptors (dlib's scale: 0.6 = same-person threshold)."""
 
 TINY_RANDOM_BASE = "authface-tiny-random"
 """A special base model id: tiny random components built in code (tests and smoke runs only; output is noise)."""
@@ -46,7 +59,8 @@ class TrainDataConfig:
     """Probability of training with the empty prompt (keeps classifier-free guidance working)."""
     num_workers: int = 0
     validate_images: bool = True
-    """Decode every image once before training and stop with a list of unreadable files."""
+    """Check every image before training (header and, for PNG, chunk checksums: no pixel decode; the validation
+    faces are decoded in full) and stop with a list of unreadable files."""
 
 
 @dataclass
@@ -59,7 +73,8 @@ class OptimConfig:
     """constant | constant_with_warmup | cosine | linear (diffusers.optimization.get_scheduler)."""
     lr_warmup_steps: int = 0
     adam_8bit: bool = False
-    """bitsandbytes' 8-bit AdamW when installed (falls back to torch AdamW with a warning)."""
+    """bitsandbytes' 8-bit AdamW (`pip install 'authface[train]'`, Linux/CUDA); a run asking for it without
+    bitsandbytes stops before loading any model (no silent fallback)."""
     weight_decay: float = 1e-2
     max_grad_norm: float = 1.0
     mixed_precision: MixedPrecision = "no"
@@ -91,6 +106,34 @@ class FacialLossConfig:
 
 
 @dataclass
+class IdentityLossConfig:
+    """The training identity loss on the decoded predicted clean image x̂0 vs the HQ face (authface/losses.py)."""
+
+    weight: float = 0.0
+    """λ_id; 0 (the default) turns the loss off and loads no identity model."""
+    kind: IdentityLossKind = "cosine"
+    """cosine (1 - cosine similarity of embeddings) | dlib-distance (Euclidean distance of dlib descriptors,
+    needs the dlib-resnet model)."""
+    model: str | None = None
+    """Identity model as `--identity-model` takes it: None/dlib-resnet (no download), ArcFace .pth/.safetensors
+    or an insightface .onnx."""
+    mode: TimeWeightMode = "logit_normal"
+    """Time weighting w(t), as facial.mode: logit_normal | constant | off."""
+    m: float = 0.0
+    s: float = 1.0
+    min_weight: float = 0.25
+    """Samples whose w(t) is at most this are not decoded, which bounds the cost (with the logit-normal default,
+    0.25 skips 15% of timesteps and keeps 98.8% of the weight)."""
+    decoder: GuidanceDecoder = "vae"
+    """vae (exact) | tiny (cheap AutoencoderTiny from identity.tiny_decoder)."""
+    tiny_decoder: str | None = None
+    """AutoencoderTiny hub id or folder, e.g. madebyollin/taesd (SD 1.x/2.x)."""
+    resolution: int | None = None
+    """Decode x̂0 at this image width (the latent is resized first; None = full size): memory and time fall with
+    its square; the identity models look at 112-150 px chips."""
+
+
+@dataclass
 class TrainOutputConfig:
     output_dir: str = "authface-model"
     checkpointing_steps: int = 500
@@ -111,6 +154,7 @@ class TrainConfig:
     data: TrainDataConfig = field(default_factory=TrainDataConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     facial: FacialLossConfig = field(default_factory=FacialLossConfig)
+    identity: IdentityLossConfig = field(default_factory=IdentityLossConfig)
     output: TrainOutputConfig = field(default_factory=TrainOutputConfig)
     seed: int = 0
 
@@ -129,3 +173,12 @@ class TrainConfig:
             raise ConfigError("nothing to train: set model.train_lora or model.train_controlnet to true")
         if self.facial.s <= 0:
             raise ConfigError(f"facial.s must be > 0, got {self.facial.s}")
+        i = self.identity
+        if i.weight < 0 or i.s <= 0:
+            raise ConfigError(f"identity.weight must be >= 0 and identity.s > 0, got {i.weight} and {i.s}")
+        if i.weight > 0 and i.decoder == "tiny" and not i.tiny_decoder:
+            raise ConfigError(
+                "identity.decoder=tiny needs identity.tiny_decoder (e.g. madebyollin/taesd or a folder)"
+            )
+        if i.resolution is not None and (i.resolution < 32 or i.resolution % 8):
+            raise ConfigError(f"identity.resolution must be a multiple of 8 and >= 32, got {i.resolution}")

@@ -341,3 +341,10 @@ def read_jsonl(path: str | os.PathLike[str], missing_ok: bool = True) -> Iterato
                 yield JsonlLine(path, n, None, f"expected a JSON object, got {type(rec).__name__}")
                 continue
             yield JsonlLine(path, n, rec)
+
+
+def user_cache_dir(*parts: str) -> Path:
+    """AuthFace's folder in the user cache: ``$XDG_CACHE_HOME/authface/<parts>`` (default ``~/.cache/authface``),
+    e.g. ``user_cache_dir("dlib")`` for converted weights. Not created here."""
+    root = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(root).expanduser().joinpath("authface", *parts)

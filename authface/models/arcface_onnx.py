@@ -17,7 +17,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..io import sha256_file, write_bytes
+from ..io import sha256_file, user_cache_dir, write_bytes
 from .arcface import ArcFaceEncoder, require_file
 from .iresnet import IResNet, check_state_dict
 from .iresnet_onnx import ONNX_WEIGHTS_HINT, ConvertedIResNet, convert_onnx_to_iresnet
@@ -34,10 +34,9 @@ _CACHE_FORMAT = "authface-iresnet-from-onnx/1"
 
 def _cache_paths(onnx_path: Path, sha: str) -> list[Path]:
     """Where converted weights live: next to the ONNX file, then in the user cache folder."""
-    cache_root = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache").expanduser() / "authface"
     return [
         onnx_path.with_name(f"{onnx_path.stem}.iresnet-{sha[:16]}.safetensors"),
-        cache_root / "arcface-onnx" / f"{sha}.safetensors",
+        user_cache_dir("arcface-onnx") / f"{sha}.safetensors",
     ]
 
 

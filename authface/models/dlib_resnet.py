@@ -31,7 +31,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from authface.face.dlib_models import RECOGNITION_RESNET, dlib_model_path
-from authface.io import write_bytes
+from authface.io import user_cache_dir, write_bytes
 
 from .arcface import check_faces
 from .dlib_dat import ANET_LAYERS, DlibNetWeights, read_dlib_resnet
@@ -177,8 +177,7 @@ def _from_state_dict(sd: dict[str, torch.Tensor]) -> DlibResNet:
 
 def dlib_cache_dir() -> Path:
     """``$XDG_CACHE_HOME/authface/dlib`` (default ``~/.cache/authface/dlib``)."""
-    root = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(root).expanduser() / "authface" / "dlib"
+    return user_cache_dir("dlib")
 
 
 def _cache_file(dat: Path, cache_dir: Path) -> tuple[Path, str]:
