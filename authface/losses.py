@@ -9,10 +9,17 @@ fixed size with a differentiable bilinear crop. Per region:
   are on (GFPGAN's facial-component style loss), else fixed latent features (the 4 latent channels and their
   horizontal and vertical finite differences, 12 channels), which capture texture statistics;
 - (c) optional per-region patch discriminators (non-saturating GAN loss), trained with their own optimiser.
+  :class:`RegionDiscriminators` holds them and runs every region in ONE forward call (what DDP needs); the
+  training loop freezes them during the generator step and steps them from their own loss only.
 
 The sum is weighted by w(t): the logit-normal density over normalised time u = (t + 0.5) / T with location m and
 scale s, so the loss acts in the middle of the diffusion, where eye and mouth shapes form (Esser et al. 2024 use
 the same density to sample timesteps). ``mode="constant"`` (w = 1) and ``mode="off"`` (w = 0) are ablations.
+
+**Identity loss** (:class:`IdentityLoss`): the predicted clean latent is decoded (VAE or a tiny decoder) and
+compared with the HQ face by a differentiable identity model (default: dlib's face-recognition ResNet, no
+download): 1 - cosine of the embeddings, or dlib's descriptor distance. Weighted by the same w(t); samples whose
+weight is at most ``min_weight`` are not decoded at all.
 
 Written by hand: no maintained library has a latent-space facial component loss.
 """
@@ -20,18 +27,21 @@ Written by hand: no maintained library has a latent-space facial component loss.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from .config import TimeWeightMode, choices
+from .config.train import IdentityLossKind
 
 FACIAL_REGIONS = ("left_eye", "right_eye", "mouth")
 """The regions the facial loss compares by default (the config's ``facial.regions``)."""
 WEIGHT_MODES = choices(TimeWeightMode)
 """``logit_normal``, ``constant``, ``off``: the names of :data:`authface.config.TimeWeightMode`."""
+IDENTITY_KINDS = choices(IdentityLossKind)
+"""``cosine``, ``dlib-distance``: the names of :data:`authface.config.train.IdentityLossKind`."""
 
 
 def normalized_time(timesteps: torch.Tensor, num_train_timesteps: int) -> torch.Tensor:
@@ -126,6 +136,26 @@ class RegionDiscriminator(nn.Module):
         return self.head(x), feats
 
 
+class RegionDiscriminators(nn.Module):
+    """One :class:`RegionDiscriminator` per region, all run by ONE forward call.
+
+    ``forward(crops)``: ``(N, R, C, s, s)`` region crops in the order of ``regions`` -> a list of R
+    ``(logits (N, 1, s/2, s/2), [features])``. A single call per step is what ``DistributedDataParallel`` needs
+    (a wrapped ``ModuleDict`` cannot be indexed and is never called); ``self[name]`` is one region's network.
+    """
+
+    def __init__(self, regions: Sequence[str], in_channels: int = 4):
+        super().__init__()
+        self.regions = tuple(regions)
+        self.nets = nn.ModuleDict({r: RegionDiscriminator(in_channels) for r in self.regions})
+
+    def __getitem__(self, name: str) -> RegionDiscriminator:
+        return self.nets[name]
+
+    def forward(self, crops: torch.Tensor) -> list:
+        return [self.nets[name](crops[:, i]) for i, name in enumerate(self.regions)]
+
+
 class FacialFeatureLoss(nn.Module):
     """The time-aware latent facial feature loss (see the module docstring).
 
@@ -152,11 +182,7 @@ class FacialFeatureLoss(nn.Module):
         self.T, self.weight_mode, self.m, self.s = num_train_timesteps, weight_mode, m, s
         self.recon_weight, self.style_weight, self.gan_weight = recon_weight, style_weight, gan_weight
         self.regions, self.crop_size = tuple(regions), crop_size
-        self.discriminators = (
-            nn.ModuleDict({r: RegionDiscriminator(latent_channels) for r in self.regions})
-            if gan_weight > 0
-            else None
-        )
+        self.discriminators = RegionDiscriminators(self.regions, latent_channels) if gan_weight > 0 else None
 
     def weight(self, timesteps: torch.Tensor) -> torch.Tensor:
         return time_weight(timesteps, self.T, self.weight_mode, self.m, self.s)
@@ -172,19 +198,17 @@ class FacialFeatureLoss(nn.Module):
         recon = (pred - tgt).abs().mean(dim=(2, 3, 4))  # (B, R)
         style = torch.zeros_like(recon)
         gan = torch.zeros_like(recon)
-        for i, name in enumerate(self.regions):
-            p, t = pred[:, i], tgt[:, i]
-            if self.discriminators is not None:
-                d = self.discriminators[name]
-                logits, fp = d(p)
-                with torch.no_grad():
-                    _, ft = d(t)
+        if self.discriminators is not None:
+            fake = self.discriminators(pred)
+            with torch.no_grad():
+                real = self.discriminators(tgt)
+            for i, ((logits, fp), (_, ft)) in enumerate(zip(fake, real)):
                 style[:, i] = sum((gram(a) - gram(c)).abs().mean(dim=(1, 2)) for a, c in zip(fp, ft))
                 gan[:, i] = F.softplus(-logits).mean(dim=(1, 2, 3))  # non-saturating generator loss
-            else:
-                style[:, i] = (
-                    (gram(latent_texture_features(p)) - gram(latent_texture_features(t))).abs().mean((1, 2))
-                )
+        else:
+            for i in range(r):
+                p, t = latent_texture_features(pred[:, i]), latent_texture_features(tgt[:, i])
+                style[:, i] = (gram(p) - gram(t)).abs().mean((1, 2))
         per_sample = (
             self.recon_weight * recon.mean(1)
             + self.style_weight * style.mean(1)
@@ -200,16 +224,93 @@ class FacialFeatureLoss(nn.Module):
             parts["facial_gan_g"] = gan.mean().detach()
         return total, parts
 
-    def discriminator_loss(self, pred_x0, target_x0, boxes) -> torch.Tensor:
-        """Non-saturating discriminator loss on real (target) vs fake (predicted, detached) region crops."""
+    def discriminator_loss(
+        self, pred_x0, target_x0, boxes, discriminators: nn.Module | None = None
+    ) -> torch.Tensor:
+        """Non-saturating discriminator loss on real (target) vs fake (predicted, detached) region crops.
+
+        ``discriminators``: what to call instead of ``self.discriminators`` (the same module wrapped by
+        ``accelerator.prepare``, e.g. in DDP); called once on the real and fake crops together.
+        """
         if self.discriminators is None:
             raise ValueError("discriminators are off (gan_weight == 0)")
+        d = self.discriminators if discriminators is None else discriminators
         pred = crop_regions(pred_x0.detach(), boxes, self.crop_size)
         tgt = crop_regions(target_x0.detach(), boxes, self.crop_size)
+        n = tgt.shape[0]
         loss = 0.0
-        for i, name in enumerate(self.regions):
-            d = self.discriminators[name]
-            real, _ = d(tgt[:, i])
-            fake, _ = d(pred[:, i])
-            loss = loss + F.softplus(-real).mean() + F.softplus(fake).mean()
+        for logits, _ in d(torch.cat([tgt, pred])):
+            loss = loss + F.softplus(-logits[:n]).mean() + F.softplus(logits[n:]).mean()
         return loss / len(self.regions)
+
+
+class IdentityLoss(nn.Module):
+    """Time-weighted identity loss between decoded predicted clean images and the HQ faces.
+
+    ``encoder``: a differentiable :class:`authface.models.identity.IdentityEncoder` (frozen; for
+    ``kind="dlib-distance"`` it must have ``descriptor`` — :class:`~authface.models.dlib_resnet.DlibIdentityEncoder`).
+    ``forward(pred_x0, target, timesteps, decode)`` -> (total (scalar), parts dict of detached scalars):
+
+    * ``pred_x0`` (B, 4, h, w) predicted clean latents; ``target`` ``[-1, 1]`` RGB (B, 3, S, S) FFHQ-aligned HQ
+      faces; ``timesteps`` (B,) integer; ``decode``: latents (k, 4, h, w) -> ``[-1, 1]`` RGB (k, 3, H, W),
+      differentiable, called once on the k samples with w(t) > ``min_weight`` only (none: no call, loss 0).
+    * per sample d = 1 - cos(e(x̂), e(x)) in [0, 2] (``cosine``) or ‖desc(x̂) - desc(x)‖₂ (``dlib-distance``;
+      0.6 is dlib's same-person threshold); total = Σ w(t)·d / B over the decoded samples.
+    * parts: ``identity_distance`` (mean d of the decoded samples, 0 when none), ``identity_weight`` (mean w),
+      ``identity_samples`` (fraction decoded).
+    """
+
+    def __init__(
+        self,
+        encoder: nn.Module,
+        kind: IdentityLossKind = "cosine",
+        num_train_timesteps: int = 1000,
+        weight_mode: TimeWeightMode = "logit_normal",
+        m: float = 0.0,
+        s: float = 1.0,
+        min_weight: float = 0.25,
+    ):
+        super().__init__()
+        if kind not in IDENTITY_KINDS:
+            raise ValueError(f"identity loss kind must be one of {', '.join(IDENTITY_KINDS)}, got {kind!r}")
+        if kind == "dlib-distance" and not hasattr(encoder, "descriptor"):
+            raise ValueError(
+                f"identity kind 'dlib-distance' needs the dlib-resnet model, not {encoder.name!r}"
+            )
+        if not getattr(encoder, "differentiable", False):
+            raise ValueError(
+                f"the identity loss needs a differentiable identity model; {encoder.name!r} is not"
+            )
+        if weight_mode not in WEIGHT_MODES:
+            raise ValueError(f"weight_mode must be one of {', '.join(WEIGHT_MODES)}, got {weight_mode!r}")
+        self.encoder = encoder.requires_grad_(False)
+        self.kind, self.T, self.weight_mode, self.m, self.s = kind, num_train_timesteps, weight_mode, m, s
+        self.min_weight = min_weight
+
+    def weight(self, timesteps: torch.Tensor) -> torch.Tensor:
+        return time_weight(timesteps, self.T, self.weight_mode, self.m, self.s)
+
+    def _features(self, faces: torch.Tensor) -> torch.Tensor:
+        return self.encoder.descriptor(faces) if self.kind == "dlib-distance" else self.encoder.embed(faces)
+
+    def distance(self, faces: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """(B,) identity distance of ``faces`` (gradient flows) to ``target`` (constant), both [-1, 1] RGB."""
+        with torch.no_grad():
+            ref = self._features(target.float())
+        feats = self._features(faces.float())
+        if self.kind == "cosine":
+            return 1.0 - F.cosine_similarity(feats, ref, dim=1)
+        eps = 1e-12  # sqrt(x + eps) - sqrt(eps): exactly 0 for equal faces, finite gradient there
+        return ((feats - ref).pow(2).sum(dim=1) + eps).sqrt() - math.sqrt(eps)
+
+    def forward(self, pred_x0: torch.Tensor, target: torch.Tensor, timesteps: torch.Tensor,
+                decode: Callable[[torch.Tensor], torch.Tensor]):  # fmt: skip
+        w = self.weight(timesteps).to(pred_x0.device)  # (B,)
+        b = w.shape[0]
+        keep = (w > self.min_weight).nonzero().squeeze(1)
+        parts = {"identity_weight": w.mean().detach(), "identity_samples": torch.tensor(keep.numel() / b)}
+        if keep.numel() == 0:
+            return pred_x0.sum() * 0.0, {**parts, "identity_distance": torch.tensor(0.0)}
+        d = self.distance(decode(pred_x0[keep]), target[keep].to(pred_x0.device))
+        parts["identity_distance"] = d.mean().detach()
+        return (w[keep] * d).sum() / b, parts

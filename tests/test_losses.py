@@ -24,7 +24,9 @@ def test_weight_is_the_analytic_logit_normal_density(m, s):
     t = torch.arange(0, 1000)
     w = time_weight(t, 1000, "logit_normal", m, s).double().numpy()
     u = (np.arange(1000) + 0.5) / 1000
-    expected = np.exp(-((np.log(u / (1 - u)) - m) ** 2) / (2 * s * s)) / (s * math.sqrt(2 * math.pi) * u * (1 - u))
+    expected = np.exp(-((np.log(u / (1 - u)) - m) ** 2) / (2 * s * s)) / (
+        s * math.sqrt(2 * math.pi) * u * (1 - u)
+    )
     assert np.allclose(w, expected, rtol=1e-4)
     assert abs(w.mean() - 1.0) < 0.02  # a density on (0, 1): its mean over uniform u is its integral
     # and it is the density of sigmoid(N(m, s)): compare with a histogram of samples
@@ -101,3 +103,78 @@ def test_gram_and_min_snr():
     w = min_snr_weight(torch.tensor([0, 999]), ac, 5.0, "epsilon")
     snr0 = ac[0] / (1 - ac[0])
     assert w[0].item() == pytest.approx((5.0 / snr0).item(), rel=1e-5) and w[1].item() == pytest.approx(1.0)
+
+
+def _face_crops(astronaut, size: int = 96) -> torch.Tensor:
+    """The astronaut's face, roughly FFHQ-framed, as a [-1, 1] RGB (1, 3, size, size) tensor."""
+    import cv2
+
+    crop = cv2.resize(astronaut[10:250, 110:350], (size, size), interpolation=cv2.INTER_AREA)
+    return torch.from_numpy(crop).permute(2, 0, 1)[None].float() / 127.5 - 1
+
+
+@pytest.fixture(scope="module")
+def dlib_encoder():
+    from authface.models.identity import identity_encoder_for
+
+    return identity_encoder_for(None)
+
+
+@pytest.mark.parametrize("kind", ["cosine", "dlib-distance"])
+def test_identity_loss_zero_for_same_face_positive_for_flipped_or_shifted(astronaut, dlib_encoder, kind):
+    from authface.losses import IdentityLoss
+
+    face = _face_crops(astronaut)
+    loss = IdentityLoss(dlib_encoder, kind, 1000, "constant")
+    same = loss.distance(face, face.clone())
+    assert same.item() == pytest.approx(0.0, abs=1e-5)
+    flipped = loss.distance(face.flip(-1), face)
+    shifted = loss.distance(torch.roll(face, shifts=(12, 9), dims=(2, 3)), face)
+    assert flipped.item() > 1e-3 and shifted.item() > 1e-3, (flipped, shifted)
+    # forward: decode is applied to the latents of the samples kept; here the "latents" are the images themselves
+    total, parts = loss(torch.cat([face, face.flip(-1)]), torch.cat([face, face]), torch.tensor([100, 500]),
+                        decode=lambda z: z)  # fmt: skip
+    assert total.item() == pytest.approx(flipped.item() / 2, rel=1e-4)
+    assert parts["identity_samples"] == 1.0 and parts["identity_weight"] == 1.0
+
+
+def test_identity_loss_gradients_reach_the_decoder_and_weak_samples_are_not_decoded(astronaut, dlib_encoder):
+    from authface.losses import IdentityLoss
+
+    torch.manual_seed(0)
+    face = _face_crops(astronaut, 64)
+    decoder = torch.nn.Sequential(torch.nn.Conv2d(4, 3, 3, padding=1), torch.nn.Upsample(scale_factor=8))
+    calls = []
+
+    def decode(z):
+        calls.append(z.shape[0])
+        return torch.tanh(decoder(z))
+
+    loss = IdentityLoss(dlib_encoder, "cosine", 1000, "logit_normal", min_weight=0.1)
+    latents = torch.randn(3, 4, 8, 8, requires_grad=True)
+    t = torch.tensor([0, 500, 999])  # w(t) ~ 0 at both ends: only the middle sample is decoded
+    total, parts = loss(latents, face.expand(3, -1, -1, -1), t, decode)
+    assert calls == [1] and parts["identity_samples"] == pytest.approx(1 / 3)
+    total.backward()
+    assert decoder[0].weight.grad.abs().sum() > 0 and latents.grad[1].abs().sum() > 0
+    assert latents.grad[[0, 2]].abs().sum() == 0
+    calls.clear()
+    zero, parts = loss(latents, face.expand(3, -1, -1, -1), torch.tensor([0, 999, 1]), decode)
+    assert calls == [] and zero.item() == 0.0 and parts["identity_samples"] == 0.0
+    with pytest.raises(ValueError, match="cosine"):
+        IdentityLoss(dlib_encoder, "l2")
+
+
+def test_region_discriminators_run_in_one_call():
+    from authface.losses import RegionDiscriminators
+
+    d = RegionDiscriminators(["left_eye", "mouth"])
+    calls = []
+    d.register_forward_hook(lambda *a: calls.append(1))
+    loss = FacialFeatureLoss(1000, gan_weight=0.1, regions=["left_eye", "mouth"])
+    loss.discriminators = d
+    target = torch.randn(2, 4, 16, 16)
+    boxes = torch.tensor([[[3, 4, 7, 7], [5, 10, 11, 13]]] * 2, dtype=torch.float32)
+    loss.discriminator_loss(target + 0.1, target, boxes)
+    assert calls == [1]  # real and fake of every region: one forward (what DDP needs)
+    assert isinstance(d["mouth"], torch.nn.Module)

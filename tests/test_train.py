@@ -15,18 +15,23 @@ import pytest
 import torch
 from PIL import Image
 
-from authface.config import TrainConfig, load_config
+from authface.config import ConfigError, TrainConfig, load_config
 from authface.data.prepare import ManifestError, PrepareSettings, prepare_dataset
 from authface.training import (
+    COMPLETE_MARKER,
     LATEST,
     LORA_WEIGHT_NAME,
     ResumePoint,
     TrainingDataError,
     checkpoint_step,
+    discriminator_step,
+    generator_step,
     list_checkpoints,
     loss_trend,
+    optimise_batch,
     prune_checkpoints,
     read_losses,
+    setup_run,
     train,
 )
 from authface.training.checkpoints import resolve_checkpoint
@@ -68,7 +73,12 @@ def _trained_state(out: Path) -> dict[str, torch.Tensor]:
     from safetensors.torch import load_file
 
     state = {f"lora.{k}": v for k, v in load_file(out / LORA_WEIGHT_NAME).items()}
-    state.update({f"cn.{k}": v for k, v in load_file(out / "controlnet" / "diffusion_pytorch_model.safetensors").items()})
+    state.update(
+        {
+            f"cn.{k}": v
+            for k, v in load_file(out / "controlnet" / "diffusion_pytorch_model.safetensors").items()
+        }
+    )
     return state
 
 
@@ -108,7 +118,9 @@ def test_saved_model_loads_changes_output_and_takes_quality_target(dataset, tmp_
 
     comps = tiny_components(seed=0)
     comps.pop("controlnet")
-    sd = StableDiffusionPipeline(**comps, safety_checker=None, feature_extractor=None, requires_safety_checker=False)
+    sd = StableDiffusionPipeline(
+        **comps, safety_checker=None, feature_extractor=None, requires_safety_checker=False
+    )
     sd.load_lora_weights(str(out), weight_name=LORA_WEIGHT_NAME)
     # and the CLI restores with it, asking for a quality
     Image.fromarray(astronaut).save(tmp_path / "a.png")
@@ -116,12 +128,34 @@ def test_saved_model_loads_changes_output_and_takes_quality_target(dataset, tmp_
                  "--quality-target", "0.9", "--set", "face.crop_size=64", "--steps", "2"]) == 0  # fmt: skip
 
 
-def test_resume_reaches_the_same_state(dataset, tmp_path):
-    common = ("optim.learning_rate=1e-3", "output.checkpointing_steps=3", "output.checkpoints_total_limit=null")
+def test_resume_reaches_the_same_state(dataset, tmp_path, monkeypatch, caplog):
+    """Resume from 'latest' skips what a killed save left and stray names, and loads no skipped sample."""
+    from authface.data.dataset import FaceRestorationDataset
+
+    common = (
+        "optim.learning_rate=1e-3",
+        "output.checkpointing_steps=3",
+        "output.checkpoints_total_limit=null",
+    )
     full = train(_cfg(dataset, tmp_path / "full", "optim.max_steps=6", *common))
     part = tmp_path / "part"
     train(_cfg(dataset, part, "optim.max_steps=3", *common))
+    (part / "checkpoint-900").mkdir()  # a kill during saving: no state files
+    (part / "checkpoint-900" / "model.safetensors").write_bytes(b"half")
+    (part / "checkpoint-final").mkdir()
+    (part / "checkpoint-100.safetensors").write_bytes(b"x")
+    loaded = []
+    getitem = FaceRestorationDataset.__getitem__
+    monkeypatch.setattr(
+        FaceRestorationDataset, "__getitem__", lambda self, i: loaded.append(i) or getitem(self, i)
+    )
     resumed = train(_cfg(dataset, part, "optim.max_steps=6", "output.resume_from_checkpoint=latest", *common))
+    # 2 optimiser steps per epoch: step 3 is one batch into epoch 1; the 3 remaining steps load 3 batches of 2
+    assert len(loaded) == 6, loaded
+    skipped = [r.getMessage() for r in caplog.records if r.getMessage().startswith("skipping ")]
+    for name in ("checkpoint-900", "checkpoint-final", "checkpoint-100.safetensors"):
+        assert sum(name + ":" in m for m in skipped) == 1, (name, skipped)  # one warning each
+    assert (part / "checkpoint-6" / COMPLETE_MARKER).is_file()
     a, b = _trained_state(full), _trained_state(resumed)
     assert a.keys() == b.keys()
     worst = max((a[k].float() - b[k].float()).abs().max().item() for k in a)
@@ -160,7 +194,8 @@ def _free_port() -> int:
 
 
 def test_two_process_cpu_launch_writes_one_checkpoint(dataset, tmp_path):
-    """Two CPU processes (DDP over gloo) train, checkpoint once (one RNG state per process) and save once.
+    """Two CPU processes (DDP over gloo) train, with the region discriminators on, checkpoint once (one RNG
+    state per process) and save once.
 
     accelerate 1.x's own launcher starts several CPU processes only through MPI (``--mpirun_hostfile``), so the
     processes are started with torchrun and ``ACCELERATE_USE_CPU=1``; accelerate then runs as MULTI_CPU."""
@@ -169,10 +204,14 @@ def test_two_process_cpu_launch_writes_one_checkpoint(dataset, tmp_path):
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(_free_port()),
            str(ROOT / "training" / "train.py"), "--config", str(TINY), "--data", str(dataset), "--output", str(out),
            "--set", "optim.max_steps=2", "--set", "output.checkpointing_steps=2",
-           "--set", "output.validation_steps=0"]  # fmt: skip
+           "--set", "output.validation_steps=0", "--set", "facial.gan_weight=0.1"]  # fmt: skip
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert [p.name for p in out.glob("checkpoint-*")] == ["checkpoint-2"]
+    assert (out / "checkpoint-2" / COMPLETE_MARKER).is_file()
+    assert all(
+        "facial_gan_d" in json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()
+    )
     states = sorted(p.name for p in (out / "checkpoint-2").glob("random_states_*.pkl"))
     assert states == ["random_states_0.pkl", "random_states_1.pkl"]  # two processes really ran
     assert (out / "model_index.json").is_file()
@@ -180,20 +219,40 @@ def test_two_process_cpu_launch_writes_one_checkpoint(dataset, tmp_path):
 
 
 def test_training_options_run_together(dataset, tmp_path):
-    """EMA, min-SNR weighting, gradient checkpointing, accumulation, region discriminators, 8-bit Adam fallback,
+    """EMA, min-SNR weighting, gradient checkpointing, accumulation, region discriminators, the identity loss,
     ControlNet-only training and a constant facial weight all run (2 optimiser steps)."""
     out = train(_cfg(dataset, tmp_path / "opts", "optim.max_steps=2", "optim.ema=true", "optim.min_snr_gamma=5",
-                     "optim.gradient_accumulation_steps=2", "optim.adam_8bit=true", "model.gradient_checkpointing=true",
+                     "optim.gradient_accumulation_steps=2", "model.gradient_checkpointing=true",
                      "facial.gan_weight=0.1", "facial.mode=constant", "model.train_lora=false",
+                     "identity.weight=0.1", "identity.mode=constant", "identity.kind=dlib-distance",
                      "output.checkpointing_steps=100"))  # fmt: skip
     logs = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
     assert len(logs) == 2 and all("facial_gan_d" in r and r["facial_weight"] == 1.0 for r in logs)
+    assert all(r["identity_samples"] == 1.0 and r["identity_distance"] > 0 for r in logs)
     assert not (out / LORA_WEIGHT_NAME).exists() and (out / "controlnet").is_dir()
+
+
+def test_adam_8bit_without_bitsandbytes_stops_before_loading(dataset, tmp_path, monkeypatch):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "bitsandbytes" else real(name, *a)
+    )
+    with pytest.raises(ConfigError, match=r"pip install 'authface\[train\]'"):
+        train(_cfg(dataset, tmp_path / "8bit", "optim.adam_8bit=true"),
+              build_components=lambda cfg: pytest.fail("models loaded before the check"))  # fmt: skip
+
+
+def _complete(folder: Path) -> Path:
+    folder.mkdir()
+    (folder / COMPLETE_MARKER).write_text("{}")
+    return folder
 
 
 def test_checkpoint_folders_latest_pruning_and_resume_point(tmp_path):
     for step in (10, 2, 100):
-        (tmp_path / f"checkpoint-{step}").mkdir()
+        _complete(tmp_path / f"checkpoint-{step}")
     (tmp_path / "checkpoint-tmp").mkdir()  # not a checkpoint: ignored
     (tmp_path / "checkpoint-7").write_text("a file, not a folder")
     assert [p.name for p in list_checkpoints(tmp_path)] == ["checkpoint-2", "checkpoint-10", "checkpoint-100"]
@@ -241,3 +300,154 @@ def test_cli_flags_are_config_overrides_and_errors_exit_2(tmp_path, capsys):
     assert "did you mean 'optim.max_steps'" in capsys.readouterr().err
     assert run(parser.parse_args(["--config", str(TINY), "--output", str(tmp_path / "o")])) == 2
     assert "--data" in capsys.readouterr().err
+
+
+def test_incomplete_checkpoints_neither_resume_nor_take_pruning_slots(tmp_path, caplog):
+    _complete(tmp_path / "checkpoint-2")
+    _complete(tmp_path / "checkpoint-10")
+    (tmp_path / "checkpoint-900").mkdir()  # killed while saving
+    (tmp_path / "checkpoint-final").mkdir()
+    (tmp_path / "checkpoint-100.safetensors").write_bytes(b"x")
+    assert resolve_checkpoint(tmp_path, LATEST) == tmp_path / "checkpoint-10"
+    with pytest.raises(FileNotFoundError, match="incomplete"):
+        resolve_checkpoint(tmp_path, str(tmp_path / "checkpoint-900"))
+    prune_checkpoints(tmp_path, 2)  # room for one more: only checkpoint-2 goes, never 10 because of 900
+    assert [p.name for p in list_checkpoints(tmp_path)] == ["checkpoint-10"]
+    assert (tmp_path / "checkpoint-900").is_dir()  # incomplete folders are left alone
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warnings) == 3 and sum("checkpoint-900:" in w and "incomplete" in w for w in warnings) == 1
+
+
+def _gan_run(dataset, out, *overrides):
+    return setup_run(_cfg(dataset, out, "facial.gan_weight=0.1", "facial.mode=constant", "optim.max_grad_norm=0",
+                          "output.log_with=none", *overrides))  # fmt: skip
+
+
+def _params(module) -> list[torch.Tensor]:
+    return [p.detach().clone() for p in module.parameters()]
+
+
+def test_discriminator_update_is_the_update_of_the_discriminator_loss_alone(dataset, tmp_path):
+    """The generator step leaves the discriminators' weights and gradients untouched; their step equals plain
+    AdamW on their own loss, computed by hand; the identity term's gradients reach the trained parameters."""
+    import copy
+
+    run = _gan_run(dataset, tmp_path / "gan", "identity.weight=0.5", "identity.mode=constant")
+    disc = run.objective.facial.discriminators
+    batch = next(iter(run.loader))
+    probe = run.objective(batch, run.unet, run.controlnet, run.accelerator.autocast)
+    grads = torch.autograd.grad(probe.identity_loss, run.trainable, allow_unused=True)
+    assert any(g is not None and g.abs().sum() > 0 for g in grads)
+    before = _params(disc)
+    reference = copy.deepcopy(disc)
+    with run.accelerator.accumulate(*run.models, run.discriminators):
+        losses = generator_step(run, batch)
+        assert all(torch.equal(a, b) for a, b in zip(before, _params(disc)))
+        assert all(p.grad is None for p in disc.parameters())
+        assert all(p.requires_grad for p in disc.parameters())  # frozen only during the generator step
+        discriminator_step(run, losses)
+    ref_opt = torch.optim.AdamW(reference.parameters(), lr=run.cfg.facial.disc_learning_rate)
+    run.objective.facial.discriminator_loss(
+        losses.pred_x0, losses.latents, losses.boxes, reference
+    ).backward()
+    ref_opt.step()
+    after = _params(disc)
+    assert any(not torch.equal(a, b) for a, b in zip(before, after))
+    worst = max((a - b).abs().max().item() for a, b in zip(after, _params(reference)))
+    assert worst < 1e-7, worst
+
+
+def test_discriminators_step_once_per_accumulated_step(dataset, tmp_path):
+    run = _gan_run(dataset, tmp_path / "acc", "optim.gradient_accumulation_steps=2")
+    disc = run.objective.facial.discriminators
+    batches = iter(run.loader)
+    before = _params(disc)
+    optimise_batch(run, next(batches))
+    assert not run.accelerator.sync_gradients
+    assert all(torch.equal(a, b) for a, b in zip(before, _params(disc)))  # accumulating, no step
+    assert all(p.grad is not None for p in disc.parameters())
+    optimise_batch(run, next(batches))
+    assert run.accelerator.sync_gradients
+    assert any(not torch.equal(a, b) for a, b in zip(before, _params(disc)))
+    assert all(p.grad is None for p in disc.parameters())  # zeroed after the step
+
+
+def test_mixed_precision_casts_the_frozen_base_and_saves_it_in_float32(dataset, tmp_path, request):
+    """Frozen weights in the compute dtype, trained ones in float32 (what a GPU run gets; CPU autocast keeps the
+    UNet and ControlNet float32); the saved model's frozen weights are the float32 base, not their bf16 rounding."""
+    from accelerate.state import AcceleratorState
+    from safetensors.torch import load_file
+
+    from authface.testing.tiny_model import tiny_components
+    from authface.training.components import configure_trainable, load_components, place_components
+    from authface.training.export import full_precision_models
+
+    cfg = _cfg(dataset, tmp_path / "bf16", "optim.mixed_precision=bf16", "optim.max_steps=1",
+               "output.checkpointing_steps=100", "model.train_controlnet=false")  # fmt: skip
+    c = load_components(cfg)
+    configure_trainable(c, cfg.model)
+    place_components(c, "cpu", torch.bfloat16, cast_denoisers=True)
+    assert {p.dtype for m in (c["vae"], c["text_encoder"]) for p in m.parameters()} == {torch.bfloat16}
+    unet = dict(c["unet"].named_parameters())
+    assert {p.dtype for n, p in unet.items() if "lora_" in n} == {torch.float32}
+    assert {p.dtype for n, p in unet.items() if "lora_" not in n} == {torch.bfloat16}
+    cn = dict(c["controlnet"].named_parameters())
+    assert {p.dtype for n, p in cn.items() if n.startswith("class_embedding")} == {torch.float32}
+    assert {p.dtype for n, p in cn.items() if not n.startswith("class_embedding")} == {torch.bfloat16}
+    with torch.no_grad():
+        unet[next(n for n in unet if "lora_B" in n)].add_(1.0)  # "trained"
+    fresh, f_unet, _ = full_precision_models(cfg, load_components, c["unet"], c["controlnet"])
+    assert all(p.dtype == torch.float32 for p in f_unet.parameters())
+    assert all(torch.equal(p, unet[n]) for n, p in f_unet.named_parameters() if "lora_" in n)
+    assert torch.equal(
+        dict(f_unet.named_parameters())["conv_in.weight"], tiny_components(seed=0)["unet"].conv_in.weight
+    )
+    # a whole bf16 run (CPU autocast): the VAE saved is the float32 one
+    AcceleratorState._reset_state(True)  # accelerate keeps one mixed-precision setting per process
+    request.addfinalizer(lambda: AcceleratorState._reset_state(True))
+    out = train(cfg)
+    saved = load_file(out / "vae" / "diffusion_pytorch_model.safetensors")
+    base = tiny_components(seed=0)["vae"].state_dict()
+    assert all(torch.equal(saved[k], base[k]) for k in saved)
+
+
+def test_image_check_decodes_only_the_validation_faces(dataset, tmp_path, monkeypatch):
+    import shutil
+
+    from authface import io
+    from authface.training.data import make_training_data
+
+    decoded = []
+    read = io.read_image
+    monkeypatch.setattr(io, "read_image", lambda path, *a, **k: decoded.append(path) or read(path, *a, **k))
+    cfg = _cfg(dataset, tmp_path / "unused")
+    make_training_data(cfg.data, cfg.facial.regions, 2, 0, decode_first=1)
+    assert len(decoded) == 1  # the one validation face; the other 3 are checked without a pixel decode
+    bad = tmp_path / "bad"
+    shutil.copytree(dataset, bad)
+    rec = json.loads((bad / "manifest.jsonl").read_text().splitlines()[-1])
+    data = (bad / rec["file"]).read_bytes()
+    (bad / rec["file"]).write_bytes(data[: len(data) // 2])  # truncated: header fine, pixels cut
+    cfg = _cfg(bad, tmp_path / "unused")
+    with pytest.raises(TrainingDataError, match=rec["file"]):
+        make_training_data(cfg.data, cfg.facial.regions, 2, 0)
+
+
+def test_x0_decoder_resizes_and_decodes_with_a_tiny_autoencoder(tmp_path):
+    from diffusers import AutoencoderTiny
+
+    from authface.training.objective import x0_decoder
+
+    torch.manual_seed(0)
+    tiny = AutoencoderTiny(encoder_block_out_channels=(8, 8, 8, 8), decoder_block_out_channels=(8, 8, 8, 8),
+                           num_encoder_blocks=(1, 1, 1, 1), num_decoder_blocks=(1, 1, 1, 1))  # fmt: skip
+    latents = torch.randn(2, 4, 8, 8, requires_grad=True)  # a 64 px image's latent
+    full = x0_decoder(tiny, None, 64)(latents)
+    half = x0_decoder(tiny, 32, 64)(latents)
+    assert full.shape == (2, 3, 64, 64) and half.shape == (2, 3, 32, 32) and full.dtype == torch.float32
+    half.mean().backward()
+    assert latents.grad.abs().sum() > 0
+    with pytest.raises(ConfigError, match="tiny_decoder"):
+        load_config(TrainConfig, TINY, ["identity.weight=0.1", "identity.decoder=tiny"])
+    with pytest.raises(ConfigError, match="identity.kind"):
+        load_config(TrainConfig, TINY, ["identity.kind=l2"])

@@ -3,20 +3,34 @@
 A checkpoint holds the trained models, optimiser, LR scheduler, EMA (when on) and one RNG state per process.
 Resuming restores them and skips, in the epoch where the run stopped, the batches already trained on: the data
 order depends only on (seed, epoch), so a resumed run follows the uninterrupted run's trajectory.
+
+**Only complete checkpoints count.** The main process writes :data:`COMPLETE_MARKER` into the folder LAST, after
+every process has finished ``save_state``; a folder without it (a run killed while saving) is not a checkpoint:
+``latest`` never picks it and ``checkpoints_total_limit`` never counts it (so it never makes a real checkpoint be
+pruned). Such folders, and names that only look like checkpoints (``checkpoint-final/``,
+``checkpoint-100.safetensors``), are skipped with one warning each. (A checkpoint written before the marker existed is skipped
+too; if it is complete, ``echo {} > checkpoint-N/authface_checkpoint.json`` makes it count.)
 """
 
 from __future__ import annotations
 
 import logging
 import shutil
+import time
 from dataclasses import dataclass
 from pathlib import Path
+
+from .. import io
 
 logger = logging.getLogger(__name__)
 
 PREFIX = "checkpoint-"
 LATEST = "latest"
 """The ``output.resume_from_checkpoint`` value that picks the newest checkpoint of the output folder."""
+COMPLETE_MARKER = "authface_checkpoint.json"
+"""Written last into a checkpoint folder (``{"step": N, "time": unix seconds}``): the folder is complete."""
+
+_warned: set[str] = set()  # paths already warned about (one warning each per process)
 
 
 def checkpoint_step(path: str | Path) -> int:
@@ -31,16 +45,38 @@ def checkpoint_step(path: str | Path) -> int:
     return int(tail)
 
 
+def is_complete(path: str | Path) -> bool:
+    """Whether the folder ``path`` holds a complete checkpoint (see the module docstring)."""
+    return (Path(path) / COMPLETE_MARKER).is_file()
+
+
+def _skip(path: Path, why: str) -> None:
+    if str(path) not in _warned:
+        _warned.add(str(path))
+        logger.warning("skipping %s: %s", path, why)
+
+
 def list_checkpoints(out: str | Path) -> list[Path]:
-    """The ``checkpoint-<step>`` folders of ``out``, oldest (lowest step) first."""
-    found = [p for p in Path(out).glob(f"{PREFIX}*") if p.is_dir() and p.name.rsplit("-", 1)[-1].isdigit()]
+    """The complete ``checkpoint-<step>`` folders of ``out``, oldest (lowest step) first.
+
+    Everything else named ``checkpoint-*`` (files, other names, folders without the completion marker) is left
+    alone and logged once per path as a warning.
+    """
+    found = []
+    for p in Path(out).glob(f"{PREFIX}*"):
+        if not (p.is_dir() and p.name[len(PREFIX) :].isdigit()):
+            _skip(p, f"not a checkpoint (expected a folder named {PREFIX}<step>)")
+        elif not is_complete(p):
+            _skip(p, f"incomplete checkpoint (no {COMPLETE_MARKER}: the run stopped while saving it)")
+        else:
+            found.append(p)
     return sorted(found, key=checkpoint_step)
 
 
 def prune_checkpoints(out: str | Path, limit: int | None) -> None:
-    """Delete the oldest checkpoints so that, with the one about to be saved, at most ``limit`` remain.
+    """Delete the oldest complete checkpoints so that, with the one about to be saved, at most ``limit`` remain.
 
-    ``limit`` None or 0 keeps every checkpoint.
+    ``limit`` None or 0 keeps every checkpoint. Incomplete folders and stray names neither count nor are deleted.
     """
     if not limit:
         return
@@ -51,10 +87,11 @@ def prune_checkpoints(out: str | Path, limit: int | None) -> None:
 
 
 def resolve_checkpoint(out: str | Path, ref: str) -> Path | None:
-    """The checkpoint folder named by ``ref``: ``"latest"`` (None when ``out`` has none) or a folder path.
+    """The checkpoint folder named by ``ref``: ``"latest"`` (the newest complete one; None when ``out`` has none)
+    or a folder path.
 
     Raises:
-        FileNotFoundError: ``ref`` is a path that is not a folder.
+        FileNotFoundError: ``ref`` is a path that is not a folder, or a folder without the completion marker.
     """
     if ref == LATEST:
         found = list_checkpoints(out)
@@ -62,6 +99,9 @@ def resolve_checkpoint(out: str | Path, ref: str) -> Path | None:
     path = Path(ref)
     if not path.is_dir():
         raise FileNotFoundError(f"checkpoint {path} does not exist (use '{LATEST}' or a {PREFIX}N folder)")
+    if not is_complete(path):
+        raise FileNotFoundError(f"checkpoint {path} is incomplete (no {COMPLETE_MARKER}: the run stopped while "
+                                f"saving it); resume from another one or from '{LATEST}'")  # fmt: skip
     return path
 
 
@@ -81,15 +121,22 @@ class ResumePoint:
 
 
 def save_checkpoint(accelerator, out: str | Path, step: int, total_limit: int | None) -> Path:
-    """Save the training state of every process to ``out/checkpoint-<step>`` (pruning old ones first).
+    """Save the training state of every process to ``out/checkpoint-<step>`` (pruning old ones first), then,
+    once every process is done, the completion marker.
 
-    Collective: every process must call it (they wait for each other); only the main process deletes folders.
+    Collective: every process must call it (they wait for each other); only the main process deletes folders and
+    writes the marker. A folder of the same step left by an earlier run loses its marker before it is rewritten.
     """
+    path = Path(out) / f"{PREFIX}{step}"
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
         prune_checkpoints(out, total_limit)
-    path = Path(out) / f"{PREFIX}{step}"
+        (path / COMPLETE_MARKER).unlink(missing_ok=True)
+    accelerator.wait_for_everyone()
     accelerator.save_state(str(path))
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        io.write_json(path / COMPLETE_MARKER, {"step": step, "time": time.time()})
     return path
 
 

@@ -1,7 +1,8 @@
 """What is trained: the frozen base (VAE, text encoder, UNet), LoRA on the UNet through peft, a ControlNet on the
 degraded face (initialised from the UNet or loaded to fine-tune) and the image-quality prior in the ControlNet.
 
-Every model is built on CPU in float32; the loop moves them to the accelerator's device.
+Every model is built on CPU in float32; :func:`place_components` moves them to the accelerator's device, in the
+compute dtype for what is frozen (as diffusers' LoRA scripts do) and float32 for what trains.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from collections.abc import Iterable, Sequence
 
 import torch
 
-from ..config import TINY_RANDOM_BASE, OptimConfig, TrainConfig, TrainModelConfig
+from ..config import TINY_RANDOM_BASE, ConfigError, OptimConfig, TrainConfig, TrainModelConfig
 
 logger = logging.getLogger(__name__)
 
@@ -105,18 +106,58 @@ def is_trained(module: torch.nn.Module) -> bool:
     return any(p.requires_grad for p in module.parameters())
 
 
-def make_optimizer(params: Iterable[torch.nn.Parameter], optim: OptimConfig) -> torch.optim.Optimizer:
-    """AdamW (bitsandbytes' 8-bit AdamW with ``optim.adam_8bit`` when installed, else torch's, with a warning)."""
-    if optim.adam_8bit:
-        try:
-            import bitsandbytes as bnb
+def check_optimizer(optim: OptimConfig) -> None:
+    """Stop before any model is loaded when ``optim`` asks for something not installed.
 
-            return bnb.optim.AdamW8bit(params, lr=optim.learning_rate, weight_decay=optim.weight_decay)
-        except ImportError:
-            logger.warning("optim.adam_8bit: bitsandbytes is not installed; using torch AdamW")
+    Raises:
+        ConfigError: ``optim.adam_8bit`` without bitsandbytes (no silent fallback to a 4x larger optimiser state).
+    """
+    import importlib.util
+
+    if optim.adam_8bit and importlib.util.find_spec("bitsandbytes") is None:
+        raise ConfigError(
+            "optim.adam_8bit=true needs bitsandbytes, which is not installed: pip install 'authface[train]' "
+            "(Linux with a CUDA GPU), or set optim.adam_8bit=false for torch's AdamW"
+        )
+
+
+def make_optimizer(params: Iterable[torch.nn.Parameter], optim: OptimConfig) -> torch.optim.Optimizer:
+    """AdamW: bitsandbytes' 8-bit AdamW with ``optim.adam_8bit``, else torch's.
+
+    Raises:
+        ConfigError: ``optim.adam_8bit`` without bitsandbytes (see :func:`check_optimizer`).
+    """
+    check_optimizer(optim)
+    if optim.adam_8bit:
+        import bitsandbytes as bnb
+
+        return bnb.optim.AdamW8bit(params, lr=optim.learning_rate, weight_decay=optim.weight_decay)
     return torch.optim.AdamW(params, lr=optim.learning_rate, weight_decay=optim.weight_decay)
 
 
 def weight_dtype(mixed_precision: str) -> torch.dtype:
-    """The dtype of the frozen VAE and text encoder: float16 / bfloat16 under mixed precision, else float32."""
+    """The dtype of the frozen weights: float16 / bfloat16 under mixed precision, else float32."""
     return {"fp16": torch.float16, "bf16": torch.bfloat16}.get(mixed_precision, torch.float32)
+
+
+def place_components(comps: dict, device, dtype: torch.dtype, cast_denoisers: bool | None = None) -> None:
+    """Move the VAE, text encoder, UNet and ControlNet of ``comps`` to ``device``, frozen weights in ``dtype``
+    (the compute dtype) and every trainable parameter (LoRA, a trained ControlNet, the quality embedding) in
+    float32, as diffusers' LoRA scripts do (``cast_training_params``).
+
+    The VAE and text encoder are always cast. The UNet's and ControlNet's frozen weights are cast when
+    ``cast_denoisers`` (default: ``device`` is not the CPU): CPU autocast does not cover GroupNorm, so a bf16
+    GroupNorm fed by a float32 LoRA sum fails there; on CPU they stay float32. Call after
+    :func:`configure_trainable` and before the optimiser is built. In place; the parameter objects stay the same.
+    """
+    from diffusers.training_utils import cast_training_params
+
+    if cast_denoisers is None:
+        cast_denoisers = torch.device(device).type != "cpu"
+    for key in ("vae", "text_encoder", "unet", "controlnet"):
+        cast = key in ("vae", "text_encoder") or cast_denoisers
+        comps[key].to(device, dtype=dtype if cast else torch.float32)
+    if dtype != torch.float32:
+        cast_training_params([comps["unet"], comps["controlnet"]], dtype=torch.float32)
+        if not cast_denoisers:
+            logger.info("mixed precision on %s: the UNet and ControlNet stay float32 (CPU autocast)", device)

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 
+from .. import io
 from ..config import TrainDataConfig
 
 
@@ -33,25 +36,60 @@ class TrainingData:
             loader.set_epoch(epoch)
 
 
-def make_training_data(data: TrainDataConfig, regions: list[str], batch_size: int, seed: int) -> TrainingData:
+def check_images(records: Sequence[dict], decode_first: int = 0) -> list[str]:
+    """One line per unreadable image of ``records`` (empty when all are fine), cheaply.
+
+    The first ``decode_first`` records (the validation faces) are decoded in full (:func:`authface.io.read_image`);
+    the others are opened by PIL, which parses the header, and ``verify()``-ed, which for PNG (what ``authface
+    prepare`` writes) reads every chunk and checks its CRC without decompressing pixels — a truncated or
+    corrupted PNG is caught; for JPEG and other formats it checks the header only. A file PIL cannot identify
+    is decoded in full (formats only :func:`authface.io.read_image` reads). About 40x cheaper than decoding every
+    512 px face (docs/training.md).
+    """
+    from PIL import Image, UnidentifiedImageError
+
+    problems = []
+    for i, rec in enumerate(records):
+        name = rec.get("file", Path(rec["path"]).name)
+        try:
+            if i < decode_first:
+                io.read_image(rec["path"])
+                continue
+            try:
+                with Image.open(rec["path"]) as im:
+                    im.verify()
+            except UnidentifiedImageError:
+                io.read_image(rec["path"])
+        except io.ImageReadError as err:
+            problems.append(f"{name}: {err.reason}")
+        except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:  # PIL: damaged data
+            problems.append(f"{name}: {err}")
+    return problems
+
+
+def make_training_data(
+    data: TrainDataConfig, regions: list[str], batch_size: int, seed: int, decode_first: int = 0
+) -> TrainingData:
     """Read and check the dataset folder ``data.dataset`` and build the loader of (HQ, LQ, boxes, caption) batches.
 
     The sample order depends only on (``seed``, epoch) through :class:`authface.data.dataset.EpochSampler`, and the
     loader has its own generator, so starting an epoch never draws the global RNG: a resumed run sees the same
     batches as an uninterrupted one. A final incomplete batch is dropped unless the dataset is smaller than a batch.
+    ``data.validate_images`` checks the images with :func:`check_images` (``decode_first``: how many, from the
+    first, to decode in full — the validation faces).
 
     Raises:
         TrainingDataError: no dataset given, or (``data.validate_images``) some images cannot be decoded.
         authface.data.ManifestError: bad manifest records, every one named by ``file:line``.
     """
     from ..data import read_manifest
-    from ..data.dataset import EpochSampler, FaceRestorationDataset, validate_images
+    from ..data.dataset import EpochSampler, FaceRestorationDataset
 
     if not data.dataset:
         raise TrainingDataError("no dataset: pass --data DATASET (a folder written by `authface prepare`)")
     records = read_manifest(data.dataset)
     if data.validate_images:
-        problems = validate_images(records)
+        problems = check_images(records, decode_first)
         if problems:
             raise TrainingDataError("unreadable images in the dataset (fix or remove them, then re-run "
                                     "`authface prepare`):\n  " + "\n  ".join(problems))  # fmt: skip

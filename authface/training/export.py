@@ -31,6 +31,33 @@ def assemble_pipeline(accelerator, comps: dict, unet, controlnet):
     return pipe
 
 
+def full_precision_models(
+    cfg, build_components, unet, controlnet
+) -> tuple[dict, torch.nn.Module, torch.nn.Module]:
+    """Fresh float32 components from ``build_components(cfg)``, made trainable like the run's
+    (:func:`~.components.configure_trainable`), with the trained parameters of the (unwrapped) ``unet`` and
+    ``controlnet`` copied in: what the model folder is saved from after mixed precision, so its frozen base keeps
+    the base model's float32 weights rather than their float16/bfloat16 rounding. Returns (comps, unet, controlnet).
+
+    Raises:
+        RuntimeError: the trained parameters do not match the fresh models' names.
+    """
+    from .components import configure_trainable
+
+    comps = build_components(cfg)
+    configure_trainable(comps, cfg.model)
+    for fresh, trained in ((comps["unet"], unet), (comps["controlnet"], controlnet)):
+        update = {
+            n: p.detach().to("cpu", torch.float32) for n, p in trained.named_parameters() if p.requires_grad
+        }
+        result = fresh.load_state_dict(update, strict=False)
+        if result.unexpected_keys:
+            raise RuntimeError(
+                f"trained parameters missing from the fresh model: {result.unexpected_keys[:5]}"
+            )
+    return comps, comps["unet"], comps["controlnet"]
+
+
 def save_model_folder(
     accelerator, comps: dict, unet, controlnet, out: Path, with_lora: bool, config: dict
 ) -> None:

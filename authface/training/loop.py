@@ -20,10 +20,19 @@ from .. import io
 from ..config import TrainConfig, to_dict
 from ..losses import FacialFeatureLoss
 from .checkpoints import ResumePoint, load_checkpoint, save_checkpoint
-from .components import configure_trainable, is_trained, load_components, make_optimizer, weight_dtype
+from .components import (
+    check_optimizer,
+    configure_trainable,
+    is_trained,
+    load_components,
+    make_optimizer,
+    place_components,
+    weight_dtype,
+)
 from .data import TrainingData, make_training_data
-from .export import save_model_folder
-from .objective import BatchLosses, DiffusionObjective
+from .export import full_precision_models, save_model_folder
+from .objective import BatchLosses, DiffusionObjective, make_identity_loss, x0_decoder
+from .steps import optimise_batch
 from .tracking import TRAIN_LOG, flat_config, log_step, tracker_name
 from .validation import run_validation
 
@@ -53,8 +62,12 @@ class TrainingRun:
     optimizer: Any
     lr_scheduler: Any
     objective: DiffusionObjective
+    discriminators: Any = None
+    """The region discriminators as prepared (DDP-wrapped on several processes); the objective's
+    ``facial.discriminators`` is the same module unwrapped."""
     disc_optimizer: Any = None
     ema: Any = None
+    build_components: Callable[[TrainConfig], dict] | None = None
 
     @property
     def steps_per_epoch(self) -> int:
@@ -82,17 +95,11 @@ def train(
         FileNotFoundError: ``output.resume_from_checkpoint`` names a missing folder, or a model path is missing.
         authface.models.loading.ModelNotFoundError: a model id cannot be resolved.
     """
-    from accelerate.utils import set_seed
-
-    out = Path(cfg.output.output_dir)
-    tracker = tracker_name(cfg.output.log_with, out)
-    accelerator = _make_accelerator(cfg, out, tracker)
-    set_seed(cfg.seed, device_specific=True)
-    data = make_training_data(cfg.data, cfg.facial.regions, cfg.optim.batch_size, cfg.seed)
-    run = _setup(cfg, out, accelerator, tracker, data, (build_components or load_components)(cfg))
+    run = setup_run(cfg, build_components=build_components)
+    accelerator, out = run.accelerator, run.out
     start = load_checkpoint(accelerator, out, cfg.output.resume_from_checkpoint, run.steps_per_epoch,
                             cfg.optim.gradient_accumulation_steps)  # fmt: skip
-    if tracker:
+    if run.tracker:
         accelerator.init_trackers("authface", config=flat_config(to_dict(cfg)))
     if accelerator.is_main_process:
         out.mkdir(parents=True, exist_ok=True)
@@ -100,6 +107,28 @@ def train(
     _run_epochs(run, start)
     _finish(run, save_model)
     return out
+
+
+def setup_run(
+    cfg: TrainConfig, *, build_components: Callable[[TrainConfig], dict] | None = None
+) -> TrainingRun:
+    """Everything :func:`train` needs before its first step: the accelerator, the checked data, the models on
+    the device (frozen weights in the compute dtype, trained ones in float32), the objective and the optimisers,
+    all prepared. Nothing is written to disk. Raises what :func:`train` raises (``ConfigError`` for
+    ``optim.adam_8bit`` without bitsandbytes, before any model is loaded)."""
+    from accelerate.utils import set_seed
+
+    check_optimizer(cfg.optim)
+    out = Path(cfg.output.output_dir)
+    tracker = tracker_name(cfg.output.log_with, out)
+    accelerator = _make_accelerator(cfg, out, tracker)
+    set_seed(cfg.seed, device_specific=True)
+    decode_first = cfg.output.num_validation if cfg.output.validation_steps else 0
+    data = make_training_data(cfg.data, cfg.facial.regions, cfg.optim.batch_size, cfg.seed, decode_first)
+    build = build_components or load_components
+    run = _setup(cfg, out, accelerator, tracker, data, build(cfg))
+    run.build_components = build
+    return run
 
 
 def _make_accelerator(cfg: TrainConfig, out: Path, tracker: str | None):
@@ -124,10 +153,7 @@ def _setup(cfg: TrainConfig, out: Path, accelerator, tracker: str | None, data: 
     device, dtype = accelerator.device, weight_dtype(cfg.optim.mixed_precision)
     noise_scheduler = DDPMScheduler.from_config(comps["scheduler"].config)
     trainable = configure_trainable(comps, cfg.model)
-    comps["vae"].to(device, dtype=dtype)
-    comps["text_encoder"].to(device, dtype=dtype)
-    comps["unet"].to(device)
-    comps["controlnet"].to(device)
+    place_components(comps, device, dtype)
     objective = _objective(cfg, comps, noise_scheduler, dtype, device)
     optimizer = make_optimizer(trainable, cfg.optim)
     n = accelerator.num_processes
@@ -145,11 +171,10 @@ def _setup(cfg: TrainConfig, out: Path, accelerator, tracker: str | None, data: 
         models=models, trainable=trainable, optimizer=optimizer, lr_scheduler=lr_scheduler, objective=objective,
     )  # fmt: skip
     discriminators = objective.facial.discriminators
+    # one module, one forward per step (DDP-safe); the objective keeps it unwrapped for the generator step
     if discriminators is not None:
         disc_optimizer = torch.optim.AdamW(discriminators.parameters(), lr=cfg.facial.disc_learning_rate)
-        objective.facial.discriminators, run.disc_optimizer = accelerator.prepare(
-            discriminators, disc_optimizer
-        )
+        run.discriminators, run.disc_optimizer = accelerator.prepare(discriminators, disc_optimizer)
     if cfg.optim.ema:
         run.ema = EMAModel(trainable, decay=cfg.optim.ema_decay)
         run.ema.to(device)
@@ -160,15 +185,23 @@ def _setup(cfg: TrainConfig, out: Path, accelerator, tracker: str | None, data: 
 def _objective(
     cfg: TrainConfig, comps: dict, noise_scheduler, dtype: torch.dtype, device
 ) -> DiffusionObjective:
-    f = cfg.facial
-    facial = FacialFeatureLoss(
-        noise_scheduler.config.num_train_timesteps, f.mode, f.m, f.s, f.recon_weight, f.style_weight, f.gan_weight,
-        f.regions,
-    ).to(device)  # fmt: skip
+    f, ident, num_t = cfg.facial, cfg.identity, noise_scheduler.config.num_train_timesteps
+    facial = FacialFeatureLoss(num_t, f.mode, f.m, f.s, f.recon_weight, f.style_weight, f.gan_weight,
+                               f.regions).to(device)  # fmt: skip
+    identity = decode = None
+    if ident.weight > 0 and ident.mode != "off":
+        identity = make_identity_loss(ident, num_t, device)
+        decoder = comps["vae"]
+        if ident.decoder == "tiny":
+            from ..models.loading import load_tiny_decoder
+
+            decoder = load_tiny_decoder(ident.tiny_decoder, dtype).to(device).requires_grad_(False)
+        decode = x0_decoder(decoder, ident.resolution, cfg.data.resolution)
     return DiffusionObjective(
         comps["vae"], comps["text_encoder"], comps["tokenizer"], noise_scheduler, facial, facial_weight=f.weight,
         caption_dropout=cfg.data.caption_dropout, min_snr_gamma=cfg.optim.min_snr_gamma,
-        quality_prior=cfg.model.quality_prior, weight_dtype=dtype,
+        quality_prior=cfg.model.quality_prior, weight_dtype=dtype, identity=identity, identity_weight=ident.weight,
+        decode_x0=decode,
     )  # fmt: skip
 
 
@@ -182,11 +215,13 @@ def _run_epochs(run: TrainingRun, start: ResumePoint) -> None:
     for epoch in range(start.first_epoch, num_epochs):
         if step >= max_steps:
             break
-        run.data.set_epoch(epoch, run.loader)
-        for batch_index, batch in enumerate(run.loader):
-            if batch_index < skip:  # resuming mid-epoch: the order is the same, so skip what was done
-                continue
-            losses = _optimise(run, batch)
+        loader = run.loader
+        # resuming mid-epoch: same order, so drop the done batches' indices (nothing is loaded for them)
+        if skip:
+            loader = run.accelerator.skip_first_batches(run.loader, skip)
+        run.data.set_epoch(epoch, loader)
+        for batch in loader:
+            losses = optimise_batch(run, batch)
             if not run.accelerator.sync_gradients:
                 continue
             step += 1
@@ -194,26 +229,6 @@ def _run_epochs(run: TrainingRun, start: ResumePoint) -> None:
             if step >= max_steps:
                 break
         skip = 0
-
-
-def _optimise(run: TrainingRun, batch: dict) -> BatchLosses:
-    """Forward, backward and (at the end of an accumulation) the optimiser steps for one batch."""
-    acc, optim = run.accelerator, run.cfg.optim
-    with acc.accumulate(*run.models):
-        losses = run.objective(batch, run.unet, run.controlnet, acc.autocast)
-        acc.backward(losses.loss)
-        if acc.sync_gradients and optim.max_grad_norm:
-            acc.clip_grad_norm_(run.trainable, optim.max_grad_norm)
-        run.optimizer.step()
-        run.lr_scheduler.step()
-        run.optimizer.zero_grad(set_to_none=True)
-        if run.disc_optimizer is not None and run.objective.use_facial:
-            d_loss = run.objective.discriminator_loss(losses)
-            acc.backward(d_loss)
-            run.disc_optimizer.step()
-            run.disc_optimizer.zero_grad(set_to_none=True)
-            losses.parts["facial_gan_d"] = d_loss.detach()
-    return losses
 
 
 def _after_step(run: TrainingRun, step: int, epoch: int, losses: BatchLosses) -> None:
@@ -239,6 +254,12 @@ def _finish(run: TrainingRun, save_model: bool) -> None:
         if run.ema is not None:
             run.ema.copy_to(run.trainable)
         if save_model:
-            save_model_folder(acc, run.comps, run.unet, run.controlnet, run.out, run.cfg.model.train_lora,
+            comps, unet, controlnet = run.comps, acc.unwrap_model(run.unet), acc.unwrap_model(run.controlnet)
+            # the frozen base was cast to the compute dtype: save from a float32 reload with the trained weights
+            if run.objective.weight_dtype != torch.float32:
+                comps, unet, controlnet = full_precision_models(
+                    run.cfg, run.build_components, unet, controlnet
+                )
+            save_model_folder(acc, comps, unet, controlnet, run.out, run.cfg.model.train_lora,
                               to_dict(run.cfg))  # fmt: skip
     acc.end_training()

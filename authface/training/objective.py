@@ -1,15 +1,18 @@
 """The training objective on one batch: diffusion MSE (ε or v; optional min-SNR-γ weights) plus λ times the
-time-aware latent facial feature loss on the predicted clean latent (:mod:`authface.losses`).
+time-aware latent facial feature loss on the predicted clean latent, plus λ_id times the identity loss on the
+decoded predicted clean image (:mod:`authface.losses`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
 
-from ..losses import FacialFeatureLoss, min_snr_weight
+from ..config.train import IdentityLossConfig
+from ..losses import FacialFeatureLoss, IdentityLoss, min_snr_weight
 from ..models.quality_prior import quality_labels
 
 
@@ -27,6 +30,8 @@ class BatchLosses:
     """(B, 4, R/8, R/8) target latent, scaled by ``vae.config.scaling_factor``."""
     boxes: torch.Tensor | None = None
     """(B, regions, 4) region boxes on the latent grid."""
+    identity_loss: torch.Tensor | None = None
+    """The identity term before its weight λ_id (scalar, attached to the graph), when the identity loss is on."""
 
 
 def predicted_x0(noisy: torch.Tensor, pred: torch.Tensor, alpha_bar: torch.Tensor, prediction_type: str):
@@ -37,6 +42,43 @@ def predicted_x0(noisy: torch.Tensor, pred: torch.Tensor, alpha_bar: torch.Tenso
     if prediction_type == "epsilon":
         return (noisy - (1 - alpha_bar).sqrt() * pred) / alpha_bar.sqrt()
     return alpha_bar.sqrt() * noisy - (1 - alpha_bar).sqrt() * pred
+
+
+def x0_decoder(decoder, resolution: int | None, image_size: int) -> Callable[[torch.Tensor], torch.Tensor]:
+    """A differentiable decoder of predicted clean latents: scaled latents (k, 4, h, w) -> ``[-1, 1]`` RGB float32.
+
+    ``decoder``: the frozen VAE or an ``AutoencoderTiny`` (latents are divided by its ``config.scaling_factor``
+    and cast to its dtype, as the pipeline does). ``resolution``: decode a latent resized (bilinear, antialiased)
+    so that the image is this many pixels wide, of a full image of ``image_size`` pixels; None = full size.
+    """
+
+    def decode(latents: torch.Tensor) -> torch.Tensor:
+        if resolution is not None:
+            h = max(1, round(resolution * latents.shape[-1] / image_size))
+            if h != latents.shape[-1]:
+                latents = F.interpolate(
+                    latents, size=(h, h), mode="bilinear", align_corners=False, antialias=True
+                )
+        z = latents.to(decoder.dtype) / decoder.config.scaling_factor
+        return decoder.decode(z, return_dict=False)[0].float()
+
+    return decode
+
+
+def make_identity_loss(cfg: IdentityLossConfig, num_train_timesteps: int, device) -> IdentityLoss:
+    """The identity loss of ``cfg`` (its model from :func:`authface.models.identity.identity_encoder_for`: the
+    dlib ResNet when ``cfg.model`` is None, no download), frozen, on ``device``.
+
+    Raises:
+        FileNotFoundError, ValueError: from the identity model loader; ValueError for a model that does not fit
+        ``cfg.kind`` (``dlib-distance`` needs dlib-resnet).
+    """
+    from ..models.identity import identity_encoder_for
+
+    encoder = identity_encoder_for(cfg.model, device=device)
+    return IdentityLoss(encoder, cfg.kind, num_train_timesteps, cfg.mode, cfg.m, cfg.s, cfg.min_weight).to(
+        device
+    )
 
 
 @dataclass
@@ -60,12 +102,22 @@ class DiffusionObjective:
     quality_prior: bool
     weight_dtype: torch.dtype
     """dtype of the frozen VAE and text encoder (and of the inputs given to them)."""
+    identity: IdentityLoss | None = None
+    identity_weight: float = 0.0
+    """λ_id; the identity loss is skipped when 0, when ``identity`` is None or its weight mode is ``"off"``."""
+    decode_x0: Callable[[torch.Tensor], torch.Tensor] | None = None
+    """Decoder of predicted clean latents for the identity loss (:func:`x0_decoder`); default: the full VAE."""
 
     def __post_init__(self) -> None:
         self.alphas = self.noise_scheduler.alphas_cumprod.to(self.vae.device)
         self.prediction_type = self.noise_scheduler.config.prediction_type
         self.vae_factor = 2 ** (len(self.vae.config.block_out_channels) - 1)
         self.use_facial = self.facial_weight > 0 and self.facial.weight_mode != "off"
+        self.use_identity = (
+            self.identity is not None and self.identity_weight > 0 and self.identity.weight_mode != "off"
+        )
+        if self.use_identity and self.decode_x0 is None:
+            self.decode_x0 = x0_decoder(self.vae, None, 0)
 
     @torch.no_grad()
     def encode_text(self, captions: list[str]) -> torch.Tensor:
@@ -106,15 +158,23 @@ class DiffusionObjective:
             mse = mse * min_snr_weight(t, self.alphas, self.min_snr_gamma, self.prediction_type)
         diffusion_loss = mse.mean()
         out = BatchLosses(diffusion_loss, diffusion_loss)
-        if self.use_facial:
+        if self.use_facial or self.use_identity:
             a = self.alphas[t].view(-1, 1, 1, 1).float()
             out.pred_x0 = predicted_x0(noisy, pred, a, self.prediction_type)
             out.latents = latents
+        if self.use_facial:
             out.boxes = batch["boxes"].to(latents.device) / self.vae_factor  # (B, R, 4) on the latent grid
             facial_loss, out.parts = self.facial(out.pred_x0, latents, out.boxes, t)
-            out.loss = out.diffusion_loss + self.facial_weight * facial_loss
+            out.loss = out.loss + self.facial_weight * facial_loss
+        if self.use_identity:
+            out.identity_loss, parts = self.identity(out.pred_x0, batch["hq"], t, self.decode_x0)
+            out.parts.update(parts)
+            out.loss = out.loss + self.identity_weight * out.identity_loss
         return out
 
-    def discriminator_loss(self, losses: BatchLosses) -> torch.Tensor:
-        """The region discriminators' loss on the batch of ``losses`` (facial loss on, discriminators on)."""
-        return self.facial.discriminator_loss(losses.pred_x0, losses.latents, losses.boxes)
+    def discriminator_loss(
+        self, losses: BatchLosses, discriminators: torch.nn.Module | None = None
+    ) -> torch.Tensor:
+        """The region discriminators' loss on the batch of ``losses`` (facial loss on, discriminators on);
+        ``discriminators``: the prepared (e.g. DDP-wrapped) module to call, default the facial loss's own."""
+        return self.facial.discriminator_loss(losses.pred_x0, losses.latents, losses.boxes, discriminators)

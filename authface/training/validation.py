@@ -55,7 +55,8 @@ def run_validation(accelerator, comps: dict, unet, controlnet, dataset, *, out: 
     it is the tracker); returns the image path. Main process only."""
     pipe = assemble_pipeline(accelerator, comps, unet, controlnet)
     n = min(num_faces, len(dataset))
-    arr = validation_grid(*restore_validation_faces(pipe, dataset, n, prompt))
+    with accelerator.autocast():  # frozen weights in the compute dtype, trained ones in float32
+        arr = validation_grid(*restore_validation_faces(pipe, dataset, n, prompt))
     path = Path(out) / "validation" / f"step-{step:06d}.png"
     io.write_image(path, arr)
     if tracker == "tensorboard":
