@@ -36,6 +36,8 @@ from .restore import (
 from .train import (
     TINY_RANDOM_BASE,
     FacialLossConfig,
+    IdentityLossConfig,
+    IdentityLossKind,
     OptimConfig,
     TrainConfig,
     TrainDataConfig,
@@ -61,6 +63,8 @@ __all__ = [
     "GuidanceConfig",
     "GuidanceDecoder",
     "IOConfig",
+    "IdentityLossConfig",
+    "IdentityLossKind",
     "LRScheduler",
     "LogWith",
     "MixedPrecision",
