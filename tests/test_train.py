@@ -451,3 +451,19 @@ def test_x0_decoder_resizes_and_decodes_with_a_tiny_autoencoder(tmp_path):
         load_config(TrainConfig, TINY, ["identity.weight=0.1", "identity.decoder=tiny"])
     with pytest.raises(ConfigError, match="identity.kind"):
         load_config(TrainConfig, TINY, ["identity.kind=l2"])
+
+
+def test_cli_shows_progress_and_the_checkpoint_it_resumed_from(dataset, tmp_path, capsys):
+    """Long work shows progress everywhere: a periodic line when stderr is not a terminal, the resume point."""
+    from authface.cli import main
+
+    out = tmp_path / "run"
+    args = ["train", "--config", str(TINY), "--data", str(dataset), "--output", str(out),
+            "--set", "output.log_with=none", "--set", "output.validation_steps=0",
+            "--set", "output.checkpointing_steps=2"]  # fmt: skip
+    assert main([*args, "--max_steps", "2"]) == 0
+    err = capsys.readouterr().err
+    assert "authface: training: 2/2 step (100%)" in err and "loss=" in err and "lr=" in err
+    assert main([*args, "--max_steps", "3", "--resume-from-checkpoint", "latest"]) == 0
+    err = capsys.readouterr().err
+    assert "resumed from" in err and "checkpoint-2 at step 2" in err and "training: 3/3 step" in err

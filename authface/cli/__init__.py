@@ -42,6 +42,14 @@ def _quiet_libraries() -> None:
     import diffusers
     import transformers
 
+    import warnings
+
+    # libraries' deprecation and defaults chatter (accelerate's defaults, repeated dtype notes): shown with -v
+    for module in ("diffusers", "transformers", "accelerate", "huggingface_hub", "peft", "torch"):
+        warnings.filterwarnings("ignore", category=FutureWarning, module=module)
+        warnings.filterwarnings("ignore", category=DeprecationWarning, module=module)
+        warnings.filterwarnings("ignore", category=UserWarning, module=module)
+    logging.getLogger("accelerate").setLevel(logging.ERROR)
     diffusers.utils.logging.set_verbosity_error()
     diffusers.utils.logging.disable_progress_bar()
     transformers.utils.logging.set_verbosity_error()
@@ -56,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
         args.argv = list(argv) if argv is not None else sys.argv[1:]  # for commands that re-launch themselves
         level = logging.WARNING - 10 * min(args.verbose, 2)
         logging.basicConfig(level=level, format="authface: %(levelname)s: %(message)s")
-        if args.verbose < 2 and args.command in ("restore", "train", "optimize", "train-scorer"):
+        if args.verbose < 1 and args.command in ("restore", "train", "optimize", "train-scorer"):
             _quiet_libraries()
         return args.func(args)
     except KeyboardInterrupt:  # commands that can resume say so themselves; this is the catch-all

@@ -56,10 +56,32 @@ def run(args: argparse.Namespace) -> int:
         print(f"{PROG}: config error: {e}", file=sys.stderr)
         return 2
     try:
-        out = train(cfg)
+        out = train(cfg, progress=_TrainProgress())
     except (ManifestError, TrainingDataError, FileNotFoundError, ModelNotFoundError) as e:
         print(f"{PROG}: error: {e}", file=sys.stderr)
         return 2
     if os.environ.get("RANK", "0") == "0":  # one line, from the main process of a multi-process launch
         print(f"{PROG}: model folder written to {out}", file=sys.stderr)
     return 0
+
+
+class _TrainProgress:
+    """Training progress on the console: a bar (step, loss, learning rate, ETA) on a terminal, a periodic line
+    otherwise, and which checkpoint a run resumed from."""
+
+    def __init__(self) -> None:
+        self.bar = None
+
+    def __call__(self, event: dict) -> None:
+        from .progress import Progress
+
+        kind = event["event"]
+        if kind == "start":
+            if event["resumed_from"]:
+                print(f"{PROG}: resumed from {event['resumed_from']} at step {event['step']}", file=sys.stderr)
+            self.bar = Progress(event["max_steps"], "training", unit="step", initial=event["step"])
+        elif kind == "step" and self.bar is not None:
+            self.bar.set_postfix(loss=event["loss"], lr=event["lr"])
+            self.bar.update(1)
+        elif kind == "end" and self.bar is not None:
+            self.bar.close()

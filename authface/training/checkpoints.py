@@ -14,6 +14,7 @@ too; if it is complete, ``echo {} > checkpoint-N/authface_checkpoint.json`` make
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import shutil
 import time
@@ -112,6 +113,8 @@ class ResumePoint:
     global_step: int = 0
     first_epoch: int = 0
     skip_batches: int = 0
+    path: str | None = None
+    """The checkpoint folder resumed from (None for a fresh start)."""
 
     @classmethod
     def at(cls, step: int, steps_per_epoch: int, gradient_accumulation_steps: int) -> ResumePoint:
@@ -159,4 +162,4 @@ def load_checkpoint(
     accelerator.load_state(str(path))
     point = ResumePoint.at(checkpoint_step(path), steps_per_epoch, gradient_accumulation_steps)
     logger.info("resumed from %s at step %d", path, point.global_step)
-    return point
+    return dataclasses.replace(point, path=str(path))

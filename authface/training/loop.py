@@ -66,6 +66,7 @@ class TrainingRun:
     """The region discriminators as prepared (DDP-wrapped on several processes); the objective's
     ``facial.discriminators`` is the same module unwrapped."""
     disc_optimizer: Any = None
+    progress: Callable[[dict], None] | None = None
     ema: Any = None
     build_components: Callable[[TrainConfig], dict] | None = None
 
@@ -80,6 +81,7 @@ def train(
     *,
     build_components: Callable[[TrainConfig], dict] | None = None,
     save_model: bool = True,
+    progress: Callable[[dict], None] | None = None,
 ) -> Path:
     """Run the training job described by ``cfg``; returns the output (model) folder ``cfg.output.output_dir``.
 
@@ -88,6 +90,9 @@ def train(
         build_components: ``cfg -> components`` as :func:`~.components.load_components` returns them (the
             default); benchmarks pass builders of random full-size models.
         save_model: write the model folder at the end (benchmarks skip it).
+        progress: called on the main process with ``{"event": "start", "step", "max_steps", "resumed_from"}``,
+            then ``{"event": "step", "step", "loss", "lr", ...}`` after each optimiser step (the CLI draws its bar
+            from these), then ``{"event": "end"}``.
 
     Raises:
         TrainingDataError: no dataset, or unreadable images (all named).
@@ -104,8 +109,14 @@ def train(
     if accelerator.is_main_process:
         out.mkdir(parents=True, exist_ok=True)
         io.repair_jsonl_tail(out / TRAIN_LOG)  # a killed run may have left half a line
+    run.progress = progress if accelerator.is_main_process else None
+    if run.progress:
+        run.progress({"event": "start", "step": start.global_step, "max_steps": cfg.optim.max_steps,
+                      "resumed_from": start.path})  # fmt: skip
     _run_epochs(run, start)
     _finish(run, save_model)
+    if run.progress:
+        run.progress({"event": "end"})
     return out
 
 
@@ -239,6 +250,8 @@ def _after_step(run: TrainingRun, step: int, epoch: int, losses: BatchLosses) ->
     logs = {"loss": float(losses.loss.detach()), "diffusion_loss": float(losses.diffusion_loss.detach()),
             "lr": run.lr_scheduler.get_last_lr()[0], **{k: float(v) for k, v in losses.parts.items()}}  # fmt: skip
     log_step(acc, run.out, run.tracker, step, epoch, logs)
+    if run.progress:
+        run.progress({"event": "step", "step": step, **logs})
     if step % output.checkpointing_steps == 0:
         save_checkpoint(acc, run.out, step, output.checkpoints_total_limit)
     if acc.is_main_process and output.validation_steps and step % output.validation_steps == 0:
