@@ -39,10 +39,10 @@ def _quiet_libraries() -> None:
     """Libraries' own progress bars and info chatter would drown the per-photo lines."""
     os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    import warnings
+
     import diffusers
     import transformers
-
-    import warnings
 
     # libraries' deprecation and defaults chatter (accelerate's defaults, repeated dtype notes): shown with -v
     for module in ("diffusers", "transformers", "accelerate", "huggingface_hub", "peft", "torch"):
