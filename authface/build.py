@@ -60,25 +60,24 @@ def pipeline_restore_fn(
     """Adapt an :class:`AuthFacePipeline` to the restorer's ``restore_crops`` interface (one seed per face)."""
     import torch
 
-    def restore(crops: list[np.ndarray], seeds: list[int]) -> tuple[list[np.ndarray], list[dict]]:
-        out = pipe(
-            image=crops,
-            prompt=prompt,
-            negative_prompt=negative_prompt,
-            num_inference_steps=steps,
-            strength=strength,
-            guidance_scale=cfg_scale,
-            controlnet_conditioning_scale=controlnet_scale,
-            generator=[torch.Generator("cpu").manual_seed(s) for s in seeds],
-            batch_size=batch_size,
-            color_fix=color_fix,
-            objectives=objectives,
-            quality_target=quality_target,
-            output_type="np",
-        )
+    def restore(crops: list[np.ndarray], seeds: list[int], masks: list | None = None):
+        from .inpaint import inpaint_crops
+
+        call = dict(prompt=prompt, negative_prompt=negative_prompt, num_inference_steps=steps, strength=strength,
+                    guidance_scale=cfg_scale, controlnet_conditioning_scale=controlnet_scale, batch_size=batch_size,
+                    color_fix=color_fix, objectives=objectives, quality_target=quality_target)  # fmt: skip
+        if masks is not None and any(m is not None for m in masks):
+            images, out = inpaint_crops(pipe, crops, masks, seeds, **call)
+        else:
+            out = pipe(image=crops, generator=[torch.Generator("cpu").manual_seed(s) for s in seeds],
+                       output_type="np", **call)  # fmt: skip
+            images = list(out.images)
         extras = [{"guidance": summarize_guidance(log, final)} if log or final else {}
                   for log, final in zip(out.objective_log, out.objective_final)]  # fmt: skip
-        return list(out.images), extras
+        for extra, m in zip(extras, masks or [None] * len(crops)):
+            if m is not None:
+                extra["inpainted_px"] = int(m.sum())
+        return images, extras
 
     return restore
 
@@ -185,7 +184,6 @@ class RestorerParts:
     upscale: int
     batch_size: int
     seed: int
-    keep_monochrome: bool
     pipeline: Any
     device: Any
     dtype: Any
@@ -218,4 +216,4 @@ def build_parts(cfg: RestoreConfig) -> RestorerParts:
     )  # fmt: skip
     stage = FaceStage(detector, f.crop_size, f.only_center_face, f.min_face_size, f.max_faces, f.aligned,
                       build_upsampler(f, device))  # fmt: skip
-    return RestorerParts(restore_fn, stage, f.upscale, s.batch_size, s.seed, not s.colorize, pipe, device, dtype, cfg)
+    return RestorerParts(restore_fn, stage, f.upscale, s.batch_size, s.seed, pipe, device, dtype, cfg)

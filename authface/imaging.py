@@ -231,3 +231,18 @@ def apply_tone(rgb: np.ndarray, tone: Tone) -> np.ndarray:
     cb, cr = tone.cb[yi], tone.cr[yi]
     out = np.stack([y + 1.402 * cr, y - 0.344136 * cb - 0.714136 * cr, y + 1.772 * cb], axis=-1)
     return np.clip(np.rint(out), 0, 255).astype(np.uint8).reshape(shape)
+
+
+def keep_luma(source: np.ndarray, coloured: np.ndarray) -> np.ndarray:
+    """uint8 RGB with ``source``'s luma and ``coloured``'s chroma (colourisation that keeps the original's
+    luminance); both uint8 RGB of one shape. Where the chroma would push a channel out of 0..255 it is reduced
+    (desaturated) just enough, so the luma is kept to within rounding."""
+    y, _, _ = _ycc(source)
+    _, cb, cr = _ycc(coloured)
+    offsets = np.stack([1.402 * cr, -0.344136 * cb - 0.714136 * cr, 1.772 * cb], axis=-1)  # (N, 3)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        up = np.where(offsets > 0, (255.0 - y)[:, None] / offsets, np.inf)
+        down = np.where(offsets < 0, (0.0 - y)[:, None] / offsets, np.inf)
+    k = np.clip(np.minimum(up, down).min(axis=1), 0.0, 1.0)[:, None]
+    out = y[:, None] + k * offsets
+    return np.clip(np.rint(out), 0, 255).astype(np.uint8).reshape(source.shape)

@@ -28,11 +28,12 @@ import cv2
 import numpy as np
 
 from .face.stage import AlignedFace, FaceStage
-from .imaging import Tone, apply_tone, monochrome_tone
+from .imaging import Tone, apply_tone, keep_luma, monochrome_tone
 
 RestoreCrops = Callable[[list[np.ndarray], list[int]], tuple[list[np.ndarray], list[dict]]]
-#: A photo to restore in :meth:`FaceRestorer.restore_many`: (key, load) with ``load() -> (rgb, alpha or None)``.
-PhotoItem = tuple[str, Callable[[], tuple[np.ndarray, np.ndarray | None]]]
+#: A photo to restore in :meth:`FaceRestorer.restore_many`: (key, load) with ``load() -> (rgb, alpha or None)``
+#: or ``(rgb, alpha or None, mask or None)`` (mask: bool (H, W), True = region to generate).
+PhotoItem = tuple[str, Callable[[], tuple]]
 
 
 def face_seed(seed: int, key: str, index: int) -> int:
@@ -74,6 +75,9 @@ class _Pending:
     timings: dict
     tone: Tone | None = None
     dropped: list[dict] = field(default_factory=list)
+    mask: np.ndarray | None = None
+    """bool (H, W) region to fill (inpainting), or None."""
+    crop_masks: list = field(default_factory=list)
 
     @property
     def nbytes(self) -> int:
@@ -95,6 +99,10 @@ class FaceRestorer:
             keep their luma and take the input's chroma-by-luma curve (:func:`authface.imaging.monochrome_tone`,
             tolerant of JPEG chroma noise), so the model never invents colour. False lets the model's colours
             through (colourisation).
+        colorize: monochrome inputs are coloured: restored faces keep the input's luma exactly and take the
+            model's chroma.
+        keep_unmasked: with a mask, every pixel outside it is the input's (upscaled) pixel; by default the
+            whole photo is restored and only the masked region is generated.
     """
 
     def __init__(
@@ -107,6 +115,8 @@ class FaceRestorer:
         max_pending_photos: int = 16,
         max_pending_bytes: int = 512 * 2**20,
         keep_monochrome: bool = True,
+        colorize: bool = False,
+        keep_unmasked: bool = False,
     ):
         if int(upscale) != upscale or upscale < 1:
             raise ValueError(f"upscale must be an integer >= 1, got {upscale!r}")
@@ -119,7 +129,9 @@ class FaceRestorer:
         self.seed = int(seed)
         self.max_pending_photos = max(1, int(max_pending_photos))
         self.max_pending_bytes = int(max_pending_bytes)
-        self.keep_monochrome = keep_monochrome
+        self.keep_monochrome = keep_monochrome and not colorize
+        self.colorize = colorize
+        self.keep_unmasked = keep_unmasked
         self.pipeline = self.device = self.dtype = self.config = None  # set by from_config
 
     # -------------------------------------------------------------- construction
@@ -151,16 +163,18 @@ class FaceRestorer:
 
         parts = build_parts(config)
         restorer = cls(parts.restore_crops, parts.stage, parts.upscale, parts.batch_size, parts.seed,
-                       keep_monochrome=parts.keep_monochrome)  # fmt: skip
+                       colorize=config.sampler.colorize, keep_unmasked=config.io.keep_unmasked)  # fmt: skip
         restorer.pipeline, restorer.device, restorer.dtype, restorer.config = (
             parts.pipeline, parts.device, parts.dtype, parts.config)  # fmt: skip
         return restorer
 
     # -------------------------------------------------------------- one photo
-    def __call__(self, image: Any, key: str | None = None) -> PhotoResult:
+    def __call__(self, image: Any, key: str | None = None, mask: Any = None) -> PhotoResult:
         """Restore one photo: a uint8 RGB ``(H, W, 3)`` array (gray, RGBA and float in [0, 1] are converted), a
         PIL image, or a file path (read with EXIF orientation; alpha kept). ``key`` names the photo for its
-        seeds (default: the path, or ``"image"``). Raises whatever reading or restoring raised."""
+        seeds (default: the path, or ``"image"``). ``mask``: the region to generate (inpainting: a face mask, a
+        scratch), a mask file (white = fill) or a bool/uint8 ``(H, W)`` array the size of the photo. Raises
+        whatever reading or restoring raised (:class:`authface.io.mask.MaskError` for a bad mask)."""
         from . import io
 
         if isinstance(image, (str, os.PathLike)):
@@ -168,32 +182,51 @@ class FaceRestorer:
             rgb, alpha, key = loaded.rgb, loaded.alpha, key or os.fspath(image)
         else:
             rgb, alpha = io.as_rgb_alpha(image)
-        ((_, result),) = list(self.restore_many([(key or "image", lambda: (rgb, alpha))]))
+        if isinstance(mask, (str, os.PathLike)):
+            from .io.mask import read_mask
+
+            mask = read_mask(mask, rgb.shape[:2])[0]
+        elif mask is not None:
+            mask = np.asarray(mask) > (0 if np.asarray(mask).dtype == bool else 127)
+            if mask.shape != rgb.shape[:2]:
+                raise ValueError(f"mask shape {mask.shape} does not match the photo's {rgb.shape[:2]}")
+        ((_, result),) = list(self.restore_many([(key or "image", lambda: (rgb, alpha, mask))]))
         if isinstance(result, Exception):
             raise result
         return result
 
     # -------------------------------------------------------------- stages
-    def prepare(self, key: str, rgb: np.ndarray, alpha: np.ndarray | None = None) -> _Pending:
-        """Detect, select and align the faces of one photo (uint8 RGB (H, W, 3))."""
+    def prepare(self, key: str, rgb: np.ndarray, alpha: np.ndarray | None = None, mask=None) -> _Pending:
+        """Detect, select and align the faces of one photo (uint8 RGB (H, W, 3)); ``mask``: bool (H, W) or None."""
         t0 = time.perf_counter()
         faces, dropped = self.stage.detect_report(rgb)
         t1 = time.perf_counter()
         aligned = self.stage.align_faces(rgb, faces)
         seeds = [face_seed(self.seed, key, i) for i in range(len(aligned))]
-        tone = monochrome_tone(rgb) if self.keep_monochrome and aligned else None
+        tone = monochrome_tone(rgb) if (self.keep_monochrome or self.colorize) and aligned else None
+        crop_masks = []
+        if mask is not None:
+            from .inpaint import crop_mask
+
+            crop_masks = [crop_mask(mask, f.affine, self.stage.crop_size) for f in aligned]
         timings = {"detect_s": t1 - t0, "align_s": time.perf_counter() - t1}
-        return _Pending(key, rgb, alpha, aligned, seeds, timings, tone, dropped)
+        return _Pending(key, rgb, alpha, aligned, seeds, timings, tone, dropped, mask, crop_masks)
 
     def finish(self, p: _Pending, restored: list[np.ndarray], extras: list[dict]) -> PhotoResult:
         """Paste the restored crops back over the (upscaled) photo."""
         t0 = time.perf_counter()
         notes = []
-        if p.tone is not None and restored:
+        if p.tone is not None and restored and self.colorize:
+            restored = [keep_luma(f.crop, crop) for f, crop in zip(p.faces, restored)]
+            notes.append("monochrome input coloured (--colorize): the faces keep its luminance, colour is generated")
+        elif p.tone is not None and restored:
             restored = [apply_tone(crop, p.tone) for crop in restored]
             kind = "gray" if p.tone.neutral else "toned (e.g. sepia)"
             notes.append(f"monochrome input ({kind}): restored faces keep its tone; use --colorize for colour")
-        image = self.stage.paste(p.rgb, restored, p.faces, self.upscale)
+        image = self.stage.paste(self._background(p), restored, p.faces, self.upscale)
+        if p.mask is not None and self.keep_unmasked:
+            inside = _upscale_mask(p.mask, self.upscale)
+            image = np.where(inside[..., None], image, self.stage.upsampler.upscale(p.rgb, self.upscale))
         alpha = p.alpha
         if alpha is not None and self.upscale != 1:
             size = (alpha.shape[1] * self.upscale, alpha.shape[0] * self.upscale)
@@ -208,11 +241,19 @@ class FaceRestorer:
         crops_in = [f.crop for f in p.faces]
         return PhotoResult(p.key, image, alpha, faces, crops_in, list(restored), timings, notes, p.dropped)
 
+    @staticmethod
+    def _background(p: _Pending) -> np.ndarray:
+        """The photo under the pasted faces: masked regions outside every face filled by OpenCV's Telea."""
+        if p.mask is None:
+            return p.rgb
+        return cv2.inpaint(p.rgb, p.mask.astype(np.uint8) * 255, 5, cv2.INPAINT_TELEA)
+
     # -------------------------------------------------------------- batching across photos
     def restore_many(self, items: Iterable[PhotoItem]) -> Iterator[tuple[str, PhotoResult | Exception]]:
         """Restore many photos, batching their faces together.
 
-        ``items``: (key, load) pairs; ``load()`` returns (uint8 RGB (H, W, 3), alpha or None) and may raise —
+        ``items``: (key, load) pairs; ``load()`` returns (uint8 RGB (H, W, 3), alpha or None[, mask or None]) and
+        may raise —
         a failure of one photo is yielded as (key, exception) and never stops the others. Results come in input
         order, each as soon as every photo before it is done: a photo without faces that waits for no earlier
         face is yielded at once, and a batch runs when it holds ``batch_size`` faces or when the photos waiting
@@ -222,8 +263,7 @@ class FaceRestorer:
         n_faces = held = 0
         for key, load in items:
             try:
-                rgb, alpha = load()
-                item: _Pending | tuple[str, Exception] = self.prepare(key, rgb, alpha)
+                item: _Pending | tuple[str, Exception] = self.prepare(key, *load())
             except Exception as err:  # noqa: BLE001 - reported per photo by the caller
                 item = (key, err)
             group.append(item)
@@ -246,7 +286,11 @@ class FaceRestorer:
         t0 = time.perf_counter()
         if crops:
             try:
-                restored, extras = self.restore_crops(crops, seeds)
+                masks = [m for p in pendings for m in (p.crop_masks or [None] * len(p.faces))]
+                if any(m is not None for m in masks):
+                    restored, extras = self.restore_crops(crops, seeds, masks=masks)
+                else:
+                    restored, extras = self.restore_crops(crops, seeds)
                 restored, extras = list(restored), list(extras) or [{} for _ in crops]
             except Exception as err:  # noqa: BLE001 - the whole batch failed (e.g. out of memory)
                 error = err
@@ -267,3 +311,8 @@ class FaceRestorer:
                     yield item.key, err
             i += n
 
+
+
+def _upscale_mask(mask: np.ndarray, upscale: int) -> np.ndarray:
+    """bool (H, W) -> bool (H * upscale, W * upscale), nearest."""
+    return mask if upscale == 1 else np.kron(mask, np.ones((upscale, upscale), bool))

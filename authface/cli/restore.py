@@ -62,6 +62,9 @@ RESTORE_FLAGS: dict[str, tuple[str, dict]] = {
     "--fidelity-scale": ("guidance.fidelity_scale", dict(type=float, help="fidelity-to-input guidance (0 = off)")),
     "--fidelity-window": ("guidance.fidelity_window", dict(metavar="START,STOP")),
     "--guidance-every": ("guidance.every", dict(type=int, help="guide every k-th step inside the windows")),
+    "--mask": ("io.mask", dict(help="inpainting: a mask file, or a folder of masks matched by relative path "
+                                     "(white = region to generate: a face mask, scratches)")),
+    "--task": ("sampler.task", dict(help="old-photo: fill the --mask damage, then restore; keep the tone")),
     "--ext": ("io.ext", dict(help="output extension, e.g. png (default: keep the input's)")),
     "--max-pixels": ("io.max_pixels", dict(type=int, help="refuse larger images (decompression bombs)")),
 }
@@ -72,6 +75,7 @@ RESTORE_SWITCHES: dict[str, str] = {
     "--save-faces": "io.save_faces",
     "--overwrite": "io.overwrite",
     "--colorize": "sampler.colorize",
+    "--keep-unmasked": "io.keep_unmasked",
 }
 
 
@@ -268,12 +272,13 @@ def _run(restorer, todo: list[_Job], cfg: RestoreConfig, out_dir: Path, manifest
         def load():
             img = io.read_image(src, max_pixels=cfg.io.max_pixels)
             loaded[str(src)] = img
-            return img.rgb, img.alpha
+            return img.rgb, img.alpha, _photo_mask(src, rel_of[str(src)], img.rgb.shape[:2], cfg)
 
         return load
 
     # the key (and so every face's seed) is the path relative to its input folder: moving a folder changes nothing
     by_key = {j.rel.as_posix(): j for j in todo}
+    rel_of = {str(j.src): j.rel for j in todo}
     bar = Progress(len(todo), "restoring", unit="photo")
     stats["bar"] = bar
     for key, result in restorer.restore_many((k, loader(j.src)) for k, j in by_key.items()):
@@ -310,6 +315,29 @@ def _run(restorer, todo: list[_Job], cfg: RestoreConfig, out_dir: Path, manifest
         manifest.write(record)
         bar.update(1)
     bar.close()
+
+
+def _photo_mask(src: Path, rel: Path, shape: tuple[int, int], cfg: RestoreConfig):
+    """The photo's inpainting mask (bool (H, W)) from --mask FILE or --mask DIR (matched by relative path, any
+    image extension), or None. A bad mask raises MaskError naming the file (that photo fails; others go on)."""
+    from ..io.mask import read_mask
+
+    if not cfg.io.mask:
+        return None
+    where = Path(cfg.io.mask).expanduser()
+    if where.is_file():
+        return read_mask(where, shape)[0]
+    if not where.is_dir():
+        raise FileNotFoundError(f"--mask {cfg.io.mask}: no such file or folder")
+    stem = where / rel.with_suffix("")
+    found = sorted(p for p in stem.parent.glob(stem.name + ".*") if p.suffix.lower() in io_image_extensions())
+    return read_mask(found[0], shape)[0] if found else None
+
+
+def io_image_extensions() -> frozenset[str]:
+    from ..io import IMAGE_EXTENSIONS
+
+    return IMAGE_EXTENSIONS
 
 
 NO_FACE_HINT = ("To find smaller or harder faces try --set face.upsample=2, --detector dlib-mmod, or a smaller "

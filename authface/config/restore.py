@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import ClassVar
+from typing import ClassVar, Literal
 
 from .base import ConfigError
 from .literals import (
@@ -79,6 +79,9 @@ class SamplerConfig:
     seed: int = 0
     batch_size: int = 4
     """Faces per pipeline call, batched across photos."""
+    task: Literal["restore", "old-photo"] = "restore"
+    """restore: faces of a photo; old-photo: also fill damage (--mask) before restoring, keep the print's tone
+    unless --colorize."""
     colorize: bool = False
     """Gray and toned (sepia) photos: False keeps them monochrome (the restored faces take the input's tone, no
     invented colour); True lets the model colour them."""
@@ -126,6 +129,12 @@ class IOConfig:
     """Photos with no face: skipped (True) or copied through (False)."""
     save_faces: bool = False
     """Also write the aligned input crops, restored crops and before|after pairs."""
+    mask: str | None = None
+    """Inpainting: the region to generate (white = fill; a face mask, scratches): a mask file for one input, or a
+    folder of masks matched to the inputs by relative path (any image extension). Photos without a mask in the
+    folder are restored without one. ("auto" needs a trained mask segmenter, which AuthFace does not ship yet.)"""
+    keep_unmasked: bool = False
+    """With a mask: every pixel outside it is the input's, exactly (only the masked region changes)."""
     overwrite: bool = False
     """Re-process photos already done in OUTPUT (never inputs: an output never replaces an input)."""
 
@@ -210,6 +219,18 @@ class RestoreConfig:
             raise ConfigError(f"face.max_faces must be >= 1 or null, got {f.max_faces}")
         if not 1 <= self.io.jpeg_quality <= 100:
             raise ConfigError(f"io.jpeg_quality must be in [1, 100], got {self.io.jpeg_quality}")
+        if self.io.keep_unmasked and not self.io.mask:
+            raise ConfigError("io.keep_unmasked (--keep-unmasked) needs io.mask (--mask FILE|DIR)")
+        if self.io.mask == "auto":
+            raise ConfigError(
+                "--mask auto needs a trained mask segmenter, which AuthFace does not ship yet; pass a mask file or a "
+                "folder of masks (white = region to fill), e.g. from `authface degrade --preset mask`"
+            )
+        if self.sampler.task == "old-photo" and not self.io.mask:
+            raise ConfigError(
+                "--task old-photo needs --mask FILE|DIR marking the scratches, tears and stains to fill (white); "
+                "an automatic damage segmenter is not shipped yet"
+            )
         g = self.guidance
         for name in ("identity", "quality", "fidelity"):
             window, scale = getattr(g, f"{name}_window"), getattr(g, f"{name}_scale")
