@@ -16,7 +16,7 @@ from .. import __version__
 logger = logging.getLogger("authface")
 
 #: Subcommand modules, in the order ``authface --help`` lists them.
-COMMANDS = ("restore", "prepare", "train", "degrade", "eval", "train-scorer", "optimize")
+COMMANDS = ("restore", "prepare", "train", "degrade", "eval", "train-scorer", "optimize", "demo")
 #: Modules whose name differs from their command.
 _MODULES = {"eval": "evaluate"}
 
@@ -64,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
         args.argv = list(argv) if argv is not None else sys.argv[1:]  # for commands that re-launch themselves
         level = logging.WARNING - 10 * min(args.verbose, 2)
         logging.basicConfig(level=level, format="authface: %(levelname)s: %(message)s")
-        if args.verbose < 1 and args.command in ("restore", "train", "optimize", "train-scorer"):
+        if args.verbose < 1 and args.command in ("restore", "train", "optimize", "train-scorer", "demo"):
             _quiet_libraries()
         return args.func(args)
     except KeyboardInterrupt:  # commands that can resume say so themselves; this is the catch-all
