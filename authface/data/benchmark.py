@@ -404,6 +404,8 @@ def build_benchmark(
         BenchmarkSettingsError: ``out_dir`` holds a benchmark made with other settings (and not ``overwrite``).
         FileNotFoundError: ``hq`` holds no image.
         ValueError: unknown preset / gt_mode, negative seed, unreadable metadata in ``out_dir``.
+
+    Long because of its docstring (the benchmark's files and guarantees); the work is in the helpers it calls.
     """
     from authface.data.degradations import get_preset
 

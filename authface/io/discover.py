@@ -105,6 +105,9 @@ def discover_inputs(
     Raises:
         FileNotFoundError: an input names nothing, a folder holds no image
             files, or a pattern matches no image files.
+
+    Long because most of it is this docstring and the three input kinds' rules, kept together so
+    the collision and exclusion rules read in one place.
     """
     if isinstance(inputs, (str, os.PathLike)):
         inputs = [os.fspath(inputs)]

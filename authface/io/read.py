@@ -289,6 +289,9 @@ def read_image(path: str | os.PathLike[str], max_pixels: int = DEFAULT_MAX_PIXEL
         ImageReadError: for every failure (missing, empty, directory, not an
             image, truncated/corrupt, too large, unsupported), never a raw
             Pillow/OS error.
+
+    Long because the decoding fallbacks (Pillow, then OpenCV), the decompression-bomb checks before
+    and after decoding, and the per-format failure messages must run in one order; each step is commented.
     """
     path = Path(path)
     if max_pixels <= 0:

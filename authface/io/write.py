@@ -143,6 +143,8 @@ def write_image(
         ValueError: unknown extension, bad shape, quality out of 1..100.
         TypeError: ``rgb``/``alpha`` not uint8 numpy arrays.
         OSError: the file system refused (the destination is left untouched).
+
+    Long because of this docstring and the per-format save parameters.
     """
     path = Path(path)
     suffix = path.suffix.lower()

@@ -82,6 +82,8 @@ def read_ratings(
     Raises:
         FileNotFoundError: ``csv_path`` does not exist.
         RatingsError: no image or rating column, no rows, or bad rows (each named ``file:line``).
+
+    Long because of its docstring (the accepted CSV shapes) and the per-line error collection.
     """
     csv_path = Path(csv_path)
     if not csv_path.is_file():
