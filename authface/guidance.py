@@ -18,7 +18,10 @@ the predicted clean latent by ``+σ_t c`` with ``σ_t = sqrt((1-ā)/ā)``. Two d
   quality, fidelity and any scorer, whose raw gradient magnitudes differ by orders of magnitude.
 
 Both hold for VP samplers (DDIM, DPM-Solver++, UniPC) and sigma-space samplers (Euler, Heun: their sample is
-brought to VP scale with ``scheduler.scale_model_input``); v-prediction models are converted to ε and back.
+brought to VP scale with ``scheduler.scale_model_input``). v-prediction models (SD 2.x 768-v) are corrected in v
+directly: holding x_t, moving x̂0 by δ moves ε by ``-δ/σ_t`` and v by ``-δ/sqrt(1-ā)``, and x̂0 is
+``sqrt(ā) x_t - sqrt(1-ā) v``; neither divides by sqrt(ā), so zero-terminal-SNR schedules
+(``rescale_betas_zero_snr``, ā ≈ 0 at the first step) stay finite.
 """
 
 from __future__ import annotations
@@ -265,13 +268,14 @@ def _eps_and_x0(scheduler, latents, model_output, timestep):
     a = _alpha_bar(scheduler, timestep, latents)
     x_vp = scheduler.scale_model_input(latents, timestep).float()  # sigma-space samplers -> VP scale
     out = model_output.float()
-    if pred_type == "v_prediction":
+    if pred_type == "v_prediction":  # x0 directly: no division by sqrt(ā), which is ~0 at zero terminal SNR
         eps = a.sqrt() * out + (1 - a).sqrt() * x_vp
+        x0 = a.sqrt() * x_vp - (1 - a).sqrt() * out
     elif pred_type == "epsilon":
         eps = out
+        x0 = (x_vp - (1 - a).sqrt() * eps) / a.sqrt()
     else:
         raise ValueError(f"guidance supports epsilon and v_prediction models, not {pred_type!r}")
-    x0 = (x_vp - (1 - a).sqrt() * eps) / a.sqrt()
     return eps, x0, x_vp, a
 
 
@@ -340,11 +344,13 @@ def apply_guidance(
             else:
                 grad_raw += latent_grad
     ctx._decoded.clear()
-    eps = eps - step_norm / sigma - sigma * grad_raw
+    delta = step_norm  # the move of x̂0 (x_t held): ε moves by -delta/σ, v by -delta/sqrt(1-ā)
+    if grad_raw.any():  # (σ is infinite where ā = 0, the first step of a zero-terminal-SNR schedule: 0 · inf = NaN)
+        delta = delta + sigma**2 * grad_raw
     if getattr(scheduler.config, "prediction_type", "epsilon") == "v_prediction":
-        out = (eps - (1 - a).sqrt() * x_vp) / a.sqrt()
+        out = model_output.float() - delta / (1 - a).sqrt()
     else:
-        out = eps
+        out = eps - delta / sigma
     return out.to(model_output.dtype), records
 
 

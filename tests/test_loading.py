@@ -234,19 +234,29 @@ def test_detect_base_reads_only_json_and_headers(tiny_model_dir, tmp_path, monke
     assert detect_base(str(tiny_model_dir / "controlnet")) == "controlnet"
 
 
-def test_sdxl_is_refused_before_anything_is_loaded(tmp_path, monkeypatch):
-    from authface.models.loading import UnsupportedModelError
+def test_sdxl_goes_to_the_sdxl_loaders_decided_before_anything_is_loaded(tmp_path, monkeypatch):
+    """SDXL used to be refused up front (issue 9); since issue 16 the family read from JSON files or the file
+    header picks diffusers' SDXL pipeline loaders (and AuthFaceXLPipeline), again before any weights load."""
+    from diffusers import StableDiffusionXLPipeline
 
     _no_weights_loaded(monkeypatch)
+    chosen = []
+
+    def xl_loader(cls, *args, **kwargs):
+        chosen.append(args[0])
+        raise RuntimeError("the SDXL loader was chosen")
+
+    for name in ("from_pretrained", "from_single_file"):
+        monkeypatch.setattr(StableDiffusionXLPipeline, name, classmethod(xl_loader))
     xl = tmp_path / "my-sdxl"
-    _write_json(xl / "model_index.json", {"_class_name": "StableDiffusionXLPipeline", "unet": ["diffusers", "U"]})
+    _write_json(xl / "model_index.json", {"_class_name": "StableDiffusionXLPipeline", "scheduler": [None, None]})
     xl_file = _safetensors(tmp_path / "juggernautXL.safetensors", {
         "conditioner.embedders.1.model.transformer.resblocks.9.mlp.c_proj.bias": (4,)})  # fmt: skip
     for ref in (str(xl), str(xl_file)):
-        with pytest.raises(UnsupportedModelError, match="SDXL bases are not supported yet") as info:
-            load_pipeline(ref)
-        assert ref in str(info.value) and isinstance(info.value, (ValueError, NotImplementedError))
-        assert "no local copy" not in str(info.value)
+        with pytest.raises(Exception, match="the SDXL loader was chosen|could not be loaded") as info:
+            load_pipeline(ref, single_file_config=str(xl))
+        assert "SDXL bases are not supported" not in str(info.value)
+    assert chosen == [str(xl), str(xl_file)]
 
 
 def test_corrupt_or_incomplete_local_models_are_named(tiny_model_dir, tmp_path):
@@ -310,3 +320,18 @@ def test_a_replacement_vae_is_loaded(tiny_model_dir, tmp_path):
     other.save_pretrained(tmp_path / "vae")
     pipe = load_pipeline(str(tiny_model_dir), vae=str(tmp_path / "vae"))
     assert all(torch.equal(a, b) for a, b in zip(pipe.vae.state_dict().values(), other.state_dict().values()))
+
+
+def test_a_variant_falls_back_to_main_weights_for_a_controlnet_without_it(tmp_path):
+    """--set model.variant=fp16 (the hub base has fp16 files) must not fail on a ControlNet folder that ships only
+    its main weights."""
+    from diffusers import StableDiffusionPipeline
+
+    comps = tiny_components(seed=0)
+    base = {k: v for k, v in comps.items() if k != "controlnet"}
+    StableDiffusionPipeline(**base, safety_checker=None, feature_extractor=None, requires_safety_checker=False
+                            ).save_pretrained(tmp_path / "sd", variant="fp16")  # fmt: skip
+    assert list((tmp_path / "sd" / "unet").glob("*.fp16.safetensors"))
+    comps["controlnet"].save_pretrained(tmp_path / "cn")
+    pipe = load_pipeline(str(tmp_path / "sd"), controlnet=str(tmp_path / "cn"), variant="fp16")
+    assert torch.equal(run(pipe), run(tiny_pipeline(seed=0)))

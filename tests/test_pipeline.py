@@ -189,6 +189,44 @@ def test_v_prediction_model_runs_with_guidance():
     assert torch.isfinite(out.images).all() and [r["step"] for r in out.objective_log[0]] == [0, 1]
 
 
+@pytest.mark.parametrize("scheduler", ["default", "euler", "dpm++"])
+def test_v_prediction_with_zero_terminal_snr_runs_with_guidance(scheduler):
+    """SD 2.x 768-v models, and zero-terminal-SNR fine-tunes (ā ≈ 0 at the first step of a trailing schedule)."""
+    p = tiny_pipeline(seed=0, prediction_type="v_prediction", rescale_betas_zero_snr=True, timestep_spacing="trailing")
+    set_scheduler(p, scheduler)
+    assert p.scheduler.config.rescale_betas_zero_snr and p.scheduler.config.prediction_type == "v_prediction"
+    out = p(crops(1), generator=gens([0]), objectives=[MeanBrightness(scale=1.0)], num_inference_steps=3,
+            strength=1.0, output_type="pt")  # fmt: skip
+    assert torch.isfinite(out.images).all() and [r["step"] for r in out.objective_log[0]] == [0, 1, 2]
+
+
+@pytest.mark.parametrize(
+    "prediction_type, zero_snr", [("epsilon", False), ("v_prediction", False), ("v_prediction", True)]
+)  # zero terminal SNR is for v-prediction models (at ā = 0 an ε model cannot predict x0: diffusers says so too)
+def test_guidance_predicted_clean_latent_matches_the_scheduler(prediction_type, zero_snr):
+    """The ε/v conversion of the guidance hook gives the scheduler's own x̂0, and a zero-scale objective leaves
+    the model output unchanged (ε and v alike)."""
+    from diffusers import DDIMScheduler
+
+    from authface.guidance import GuidanceContext, apply_guidance, predicted_clean_latent
+
+    sched = DDIMScheduler(beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012, clip_sample=False,
+                          prediction_type=prediction_type, rescale_betas_zero_snr=zero_snr,
+                          timestep_spacing="trailing")  # fmt: skip
+    sched.set_timesteps(4)
+    g = torch.Generator().manual_seed(0)
+    x, out = torch.randn(1, 4, 8, 8, generator=g), torch.randn(1, 4, 8, 8, generator=g)
+    for t in sched.timesteps:
+        expected = sched.step(out, t, x).pred_original_sample
+        assert torch.allclose(predicted_clean_latent(sched, x, out, t), expected, atol=1e-4, rtol=1e-4), int(t)
+    ctx = GuidanceContext(step_index=0, num_steps=4, timestep=sched.timesteps[0], lq_image=crops(1), decoders={})
+    guided, _ = apply_guidance([MeanBrightness(scale=1.0)], sched, x, out, ctx)
+    assert torch.isfinite(guided).all()
+    x0 = predicted_clean_latent(sched, x, out, sched.timesteps[0])
+    moved = predicted_clean_latent(sched, x, guided, sched.timesteps[0])
+    assert torch.allclose(moved - x0, torch.ones_like(x0), atol=1e-3)  # one latent std along the unit gradient
+
+
 def test_controlnet_condition_reaches_the_unet(pipe):
     # strength 1 starts from the same noise whatever the input: only the ControlNet sees the degraded crop
     a = pipe(crops(1, seed=1), generator=gens([0]), num_inference_steps=2, strength=1.0, color_fix="none",

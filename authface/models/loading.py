@@ -7,7 +7,8 @@
 
 What a reference is (local folder, single file, hub id, missing path; its model family; whether a local model is
 intact) is decided first, without loading weights, by :mod:`authface.models.references` (:func:`locate`,
-:func:`detect_base`, :func:`check_single_file`, :func:`check_model_folder`): an SDXL base is refused up front, a
+:func:`detect_base`, :func:`check_single_file`, :func:`check_model_folder`): the base's family (SD 1.x/2.x or SDXL)
+picks the diffusers pipeline that assembles it, a ControlNet given as the base is refused up front, a
 damaged local file is reported as such (named, with what is wrong), and when the hub cannot be used (HF_HUB_OFFLINE,
 or no network) a hub id is loaded from its Hugging Face cache folder, so the hub is never asked. Every model then
 goes through diffusers' own loaders (``from_pretrained`` / ``from_single_file``): a failure on a local path is a
@@ -18,7 +19,9 @@ command. Assembling a whole :class:`~authface.pipeline.AuthFacePipeline` is the 
 
 from __future__ import annotations
 
+import json
 import logging
+import tempfile
 from pathlib import Path
 
 import torch
@@ -50,7 +53,7 @@ from .references import (
 logger = logging.getLogger(__name__)
 
 __all__ = [  # the loaders, and (for compatibility) the reference names that used to live here
-    "BASE_COMPONENTS", "SCHEDULERS", "SINGLE_FILE_SUFFIXES", "CorruptModelError", "ModelNotFoundError",
+    "BASE_COMPONENTS", "BASE_COMPONENTS_XL", "SCHEDULERS", "SINGLE_FILE_SUFFIXES", "CorruptModelError", "ModelNotFoundError",
     "ModelPathNotFoundError", "UnsupportedModelError", "detect_base", "download_command", "hub_offline", "is_hub_id",
     "load_base_components", "load_controlnet", "load_from_hub", "load_local", "load_tiny_decoder", "load_vae",
     "make_scheduler", "model_index", "not_found_error", "pipeline_dtype_kwargs", "resolve_device", "resolve_dtype",
@@ -67,6 +70,10 @@ SCHEDULERS = {
 }
 #: The components of a Stable Diffusion base that AuthFace uses (no safety checker, no feature extractor).
 BASE_COMPONENTS = ("vae", "text_encoder", "tokenizer", "unet", "scheduler")
+#: The components of an SDXL base that AuthFace uses (two text encoders and tokenizers; no image encoder).
+BASE_COMPONENTS_XL = ("vae", "text_encoder", "text_encoder_2", "tokenizer", "tokenizer_2", "unet", "scheduler")
+#: Suffixes of original (LDM) inference configs, accepted by single-file loading as ``original_config``.
+YAML_SUFFIXES = (".yaml", ".yml")
 _DTYPES = {
     "float32": torch.float32, "fp32": torch.float32, "float16": torch.float16, "fp16": torch.float16,
     "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
@@ -165,7 +172,8 @@ def single_file_config_kwargs(
     src: Path, shapes: dict, config: str | None, what: str, option: str, subfolder: str = ""
 ):
     """The ``config=`` (and ``subfolder=``) keywords of diffusers' ``from_single_file`` for the file ``src``:
-    ``config`` if given (a folder — one holding ``subfolder``/ is used with it — or a hub id), else the repo
+    ``config`` if given (a folder — one holding ``subfolder``/ is used with it — or a hub id; for a model such as
+    a ControlNet, also an original inference YAML, passed as ``original_config=``), else the repo
     diffusers infers from the file's tensors, taken from the Hugging Face cache when the hub cannot be used.
 
     Raises ModelPathNotFoundError (``config`` missing), CorruptModelError (a folder without the config file),
@@ -176,12 +184,13 @@ def single_file_config_kwargs(
         where = locate(config, f"{what} config")
         if isinstance(where, str):
             return {"config": where}
+        if where.is_file() and where.suffix.lower() in YAML_SUFFIXES:  # the original LDM/ControlNet YAML
+            return {"original_config": str(where)}
         if subfolder and (where / subfolder).is_dir() and not (where / "config.json").is_file():
             return {"config": str(where), "subfolder": subfolder}
-        if not subfolder and not (where / "config.json").is_file():
-            raise CorruptModelError(
-                f"{where}: no config.json, which the single-file {what} {src} needs ({option})"
-            )
+        needed = "model_index.json" if what == "checkpoint" else "config.json"  # a pipeline's configs, or a model's
+        if not subfolder and not (where / needed).is_file():
+            raise CorruptModelError(f"{where}: no {needed}, which the single-file {what} {src} needs ({option})")
         return {"config": str(where)}
     repo = fetch_diffusers_config(shapes)["pretrained_model_name_or_path"]
     reason = offline_reason()
@@ -204,6 +213,38 @@ def controlnet_source(src: Path) -> dict:
     if not (src / "config.json").is_file() and (src / "controlnet" / "config.json").is_file():
         return {"subfolder": "controlnet"}
     return {}
+
+
+def controlnet_config_from_yaml(yaml: str, shapes: dict) -> dict:
+    """The diffusers ``ControlNetModel`` config of an original ControlNet inference YAML (e.g.
+    control_v11f1e_sd15_tile.yaml) and the file's tensor shapes, by diffusers' own mapping.
+
+    diffusers' ``create_controlnet_diffusers_config_from_ldm`` (used by ``from_single_file(original_config=...)``)
+    calls ``create_unet_diffusers_config_from_ldm`` without the checkpoint in diffusers 0.42 (a TypeError); the
+    same mapping is done here with it."""
+    from diffusers.loaders import single_file_utils as sfu
+
+    original = sfu.fetch_original_config(yaml, local_files_only=True)
+    try:
+        return {"_class_name": "ControlNetModel", **sfu.create_controlnet_diffusers_config_from_ldm(original, shapes)}
+    except TypeError:
+        pass
+    unet = sfu.create_unet_diffusers_config_from_ldm(original, shapes, image_size=sfu.set_image_size(shapes))
+    keys = ("in_channels", "down_block_types", "block_out_channels", "layers_per_block", "cross_attention_dim",
+            "attention_head_dim", "use_linear_projection", "class_embed_type", "addition_embed_type",
+            "addition_time_embed_dim", "projection_class_embeddings_input_dim", "transformer_layers_per_block")  # fmt: skip
+    hint = original["model"]["params"]["control_stage_config"]["params"]["hint_channels"]
+    return {"_class_name": "ControlNetModel", "conditioning_channels": hint, **{k: unet.get(k) for k in keys}}
+
+
+def variant_if_present(folder: Path, variant: str | None) -> str | None:
+    """``variant`` when ``folder`` holds weights of that variant (``*.{variant}.safetensors`` / ``.bin``), else
+    None (with a note in the log): a base's ``--set model.variant=fp16`` must not fail on a ControlNet or VAE
+    folder that ships only the main weights."""
+    if variant and not any(folder.glob(f"*.{variant}.*")):
+        logger.info("%s has no %s-variant weights; loading its main weights", folder, variant)
+        return None
+    return variant
 
 
 def load_controlnet(ref: str, dtype: torch.dtype, single_file_config: str | None = None, revision=None, variant=None,
@@ -229,41 +270,67 @@ def load_controlnet(ref: str, dtype: torch.dtype, single_file_config: str | None
         kwargs = single_file_config_kwargs(
             src, shapes, config, "ControlNet", "--set model.controlnet_single_file_config=", subfolder="controlnet"
         )  # fmt: skip
-        return load_local("ControlNet", src, lambda: ControlNetModel.from_single_file(
-            str(src), torch_dtype=dtype, local_files_only=offline_reason() is not None, **kwargs))  # fmt: skip
+        with tempfile.TemporaryDirectory(prefix="authface-controlnet-config-") as tmp:
+            if "original_config" in kwargs:  # the original YAML -> a diffusers config folder (see below)
+                yaml = kwargs.pop("original_config")
+                config_json = load_local("ControlNet YAML", Path(yaml), lambda: controlnet_config_from_yaml(yaml, shapes))
+                (Path(tmp) / "config.json").write_text(json.dumps(config_json))
+                kwargs["config"] = tmp
+            return load_local("ControlNet", src, lambda: ControlNetModel.from_single_file(
+                str(src), torch_dtype=dtype, local_files_only=offline_reason() is not None, **kwargs))  # fmt: skip
     if isinstance(src, Path):
         sub = controlnet_source(src)
-        check_model_folder(src / sub.get("subfolder", ""), None)
+        folder = src / sub.get("subfolder", "")
+        check_model_folder(folder, None)
+        variant = variant_if_present(folder, variant)
         return load_local("ControlNet", src, lambda: ControlNetModel.from_pretrained(
             str(src), torch_dtype=dtype, variant=variant, **sub))  # fmt: skip
     return load_from_hub("ControlNet", src, lambda: ControlNetModel.from_pretrained(
         src, torch_dtype=dtype, revision=revision, variant=variant))  # fmt: skip
 
 
-def load_base_components(
-    ref: str, dtype, single_file_config=None, revision=None, variant=None
-) -> tuple[dict, dict | None]:
-    """(components, model_index or None) of a Stable Diffusion base given as folder, hub id or single file.
+def _base_pipeline_class(family: str):
+    """The diffusers pipeline class that assembles a base of ``family`` (and the components AuthFace keeps)."""
+    from diffusers import StableDiffusionPipeline, StableDiffusionXLPipeline
 
-    The family is decided first, from JSON files or the single file's header (:func:`detect_base`): an SDXL
-    base is refused before any weights are loaded. ``components`` holds :data:`BASE_COMPONENTS`; diffusers'
-    ``StableDiffusionPipeline.from_pretrained`` / ``from_single_file`` assembles them (no safety checker).
-    Raises ModelPathNotFoundError, ModelNotFoundError, UnsupportedModelError (SDXL; a ControlNet), or
+    if family == "sdxl":
+        return StableDiffusionXLPipeline, BASE_COMPONENTS_XL
+    return StableDiffusionPipeline, BASE_COMPONENTS
+
+
+def load_base_components(
+    ref: str, dtype, single_file_config=None, revision=None, variant=None, original_config: str | None = None
+) -> tuple[dict, dict | None]:
+    """(components, model_index or None) of a Stable Diffusion (1.x, 2.x or XL) base: folder, hub id or single file.
+
+    The family is decided first, from JSON files or the single file's header (:func:`detect_base`), before any
+    weights are loaded. ``components`` holds :data:`BASE_COMPONENTS` (SD 1.x/2.x) or :data:`BASE_COMPONENTS_XL`
+    (SDXL), assembled by diffusers' ``StableDiffusionPipeline`` / ``StableDiffusionXLPipeline``
+    ``from_pretrained`` / ``from_single_file`` (no safety checker). ``original_config``: for a single file, the
+    original LDM inference YAML (e.g. v1-inference.yaml, sd_xl_base.yaml) that defines the UNet and VAE; the
+    text encoders, tokenizers and scheduler still come from ``single_file_config``.
+    Raises ModelPathNotFoundError, ModelNotFoundError, UnsupportedModelError (a ControlNet), or
     CorruptModelError / ValueError (not a checkpoint file, damaged, a folder without model_index.json).
     """
-    from diffusers import StableDiffusionPipeline
-
     src = locate(ref, "model", revision)
     none = dict(safety_checker=None, feature_extractor=None, requires_safety_checker=False)
     if isinstance(src, Path) and src.is_file():
         shapes = check_single_file(src)
-        check_supported(family_of_checkpoint(shapes), ref)
+        family = family_of_checkpoint(shapes)
+        check_supported(family, ref)
+        cls, keep = _base_pipeline_class(family)
+        none = none if cls.__name__ == "StableDiffusionPipeline" else {}
         kwargs = single_file_config_kwargs(src, shapes, single_file_config, "checkpoint",
                                            "--set model.single_file_config=")  # fmt: skip
-        pipe = load_local("single-file checkpoint", src, lambda: StableDiffusionPipeline.from_single_file(
+        if original_config:
+            kwargs["original_config"] = str(locate(original_config, "original config"))
+        pipe = load_local("single-file checkpoint", src, lambda: cls.from_single_file(
             str(src), torch_dtype=dtype, local_files_only=offline_reason() is not None, **kwargs, **none))  # fmt: skip
-        return {k: pipe.components[k] for k in BASE_COMPONENTS}, None
-    check_supported(family_of_folder(src) if isinstance(src, Path) else detect_base(src, revision), ref)
+        return {k: pipe.components[k] for k in keep}, None
+    family = family_of_folder(src) if isinstance(src, Path) else detect_base(src, revision)
+    check_supported(family, ref)
+    cls, keep = _base_pipeline_class(family)
+    none = none if cls.__name__ == "StableDiffusionPipeline" else {}
     index = model_index(src, revision)
     if index is None:
         raise CorruptModelError(
@@ -273,16 +340,10 @@ def load_base_components(
     kwargs = dict(variant=variant, **none, **pipeline_dtype_kwargs(dtype))
     if isinstance(src, Path):
         check_model_folder(src, index)
-        pipe = load_local(
-            "Stable Diffusion folder",
-            src,
-            lambda: StableDiffusionPipeline.from_pretrained(str(src), **kwargs),
-        )
+        pipe = load_local("Stable Diffusion folder", src, lambda: cls.from_pretrained(str(src), **kwargs))
     else:
-        pipe = load_from_hub(
-            "model", src, lambda: StableDiffusionPipeline.from_pretrained(src, revision=revision, **kwargs)
-        )
-    return {k: pipe.components[k] for k in BASE_COMPONENTS}, index
+        pipe = load_from_hub("model", src, lambda: cls.from_pretrained(src, revision=revision, **kwargs))
+    return {k: pipe.components[k] for k in keep}, index
 
 
 def load_tiny_decoder(ref: str, dtype: torch.dtype):

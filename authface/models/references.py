@@ -5,7 +5,8 @@ A reference (``--model``, ``--controlnet``, a LoRA or VAE) is a local folder, a 
 into its Hugging Face cache folder when the hub cannot be used (``HF_HUB_OFFLINE`` set, or no network), so that
 offline runs load local folders and the hub is never asked (no repeated "could not reach the Hub" warnings).
 :func:`detect_base` reads only ``model_index.json`` / ``config.json`` files or a single file's header (tensor
-names and shapes) to tell the model family, so an unsupported base (SDXL) is reported before anything is loaded.
+names and shapes) to tell the model family (SD 1.x, SD 2.x, SD 2.x v-prediction, SDXL), so the right pipeline is
+chosen, and an unsupported model (a ControlNet given as the base) is reported, before anything is loaded.
 :func:`check_single_file` and :func:`check_model_folder` report a damaged or incomplete local model as such,
 naming the file and what is wrong.
 
@@ -60,7 +61,8 @@ class CorruptModelError(ValueError):
 
 
 class UnsupportedModelError(ValueError, NotImplementedError):
-    """A model of a family this version cannot run (SDXL for now), reported before any weights are loaded."""
+    """A model this version cannot run as a base (a ControlNet given as the base), reported before any weights are
+    loaded."""
 
 
 # ---------------------------------------------------------------------------------------------- hub and network
@@ -481,11 +483,7 @@ def detect_base(ref: str | os.PathLike, revision: str | None = None) -> BaseFami
 
 
 def check_supported(family: BaseFamily, ref: str) -> None:
-    """Raise UnsupportedModelError for a base this version cannot run (SDXL; a ControlNet given as the base)."""
-    if family == "sdxl":
-        raise UnsupportedModelError(
-            f"'{ref}' is a Stable Diffusion XL base; SDXL bases are not supported yet (AuthFace runs SD 1.x/2.x "
-            f"bases, e.g. stable-diffusion-v1-5/stable-diffusion-v1-5). Nothing was loaded."
-        )
+    """Raise UnsupportedModelError for a reference that cannot be a base model (a ControlNet). SD 1.x, SD 2.x
+    (epsilon and v-prediction) and SDXL bases are supported; "other" families are left to diffusers to load."""
     if family == "controlnet":
         raise UnsupportedModelError(f"'{ref}' is a ControlNet, not a base model: pass it with --controlnet")

@@ -58,12 +58,15 @@ def check_latents(latents: torch.Tensor, stage: str = "sampling", detail: str = 
         )  # fmt: skip
 
 
-def decode_finite(vae, latents: torch.Tensor, decode: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
+def decode_finite(
+    vae, latents: torch.Tensor, decode: Callable[[torch.Tensor], torch.Tensor], upcast: bool | None = None
+) -> torch.Tensor:
     """Scaled latents (B, C, h, w) -> float32 [-1, 1]-ish RGB (B, 3, H, W), every image finite.
 
     ``decode``: the pipeline's decode (latents -> image in ``vae.dtype``); it is called again with the VAE cast
     to float32 (and cast back afterwards) for a half-precision VAE that has ``config.force_upcast`` set (before
     any half-precision decode) or whose half-precision result is not finite (only the failing images).
+    ``upcast``: whether a half-precision VAE decodes in float32 from the start (default: :func:`force_upcast`).
 
     Raises:
         NonFiniteOutputError: ``latents`` are not finite, or an image is not finite even in float32 decoding.
@@ -71,7 +74,7 @@ def decode_finite(vae, latents: torch.Tensor, decode: Callable[[torch.Tensor], t
     check_latents(latents)
     vae_dtype = vae.dtype
     half = vae_dtype in HALF_DTYPES
-    if half and force_upcast(vae):
+    if half and (force_upcast(vae) if upcast is None else upcast):
         decoded = decode_fp32(vae, latents, decode)
         retried = True
     else:

@@ -34,11 +34,13 @@ from .. import io
 from ..colorfix import COLOR_FIXES, apply_color_fix
 from ..guidance import Guidance, GuidanceContext, apply_guidance, final_values
 from ..models.quality_prior import DEFAULT_QUALITY, has_quality_prior, quality_labels
-from .decode import check_guidance, check_latents, decode_finite
+from .decode import HALF_DTYPES, check_guidance, check_latents, decode_finite, decode_fp32, force_upcast
 from .output import AuthFacePipelineOutput
 
 #: Accepted ``output_type`` values (see :class:`AuthFacePipelineOutput`).
 OUTPUT_TYPES = ("pil", "np", "pt", "latent")
+#: Entries of the sampling state passed to the UNet and ControlNet as ``added_cond_kwargs`` (state key -> name).
+ADDED_CONDITIONS = {"add_text_embeds": "text_embeds", "add_time_ids": "time_ids"}
 
 
 @dataclass
@@ -253,9 +255,20 @@ class AuthFacePipeline(DiffusionPipeline, StableDiffusionLoraLoaderMixin):
         return timesteps
 
     def encode_image(self, image: torch.Tensor) -> torch.Tensor:
-        """[-1, 1] (B, 3, H, W) -> latents (B, 4, H/8, W/8), scaled by vae.config.scaling_factor (posterior mode)."""
-        dist = self.vae.encode(image.to(device=self.vae.device, dtype=self.vae.dtype)).latent_dist
-        return dist.mode() * self.vae.config.scaling_factor
+        """[-1, 1] (B, 3, H, W) -> latents (B, 4, H/8, W/8), scaled by vae.config.scaling_factor (posterior mode).
+        A half-precision VAE whose config sets ``force_upcast`` (SDXL's) encodes in float32, as diffusers does."""
+        def encode(x: torch.Tensor) -> torch.Tensor:
+            dist = self.vae.encode(x.to(device=self.vae.device, dtype=self.vae.dtype)).latent_dist
+            return dist.mode() * self.vae.config.scaling_factor
+
+        if self.vae.dtype in HALF_DTYPES and self.vae_needs_upcast():  # SDXL's VAE overflows in float16
+            return decode_fp32(self.vae, image, encode)
+        return encode(image)
+
+    def vae_needs_upcast(self) -> bool:
+        """Whether a half-precision VAE encodes and decodes in float32: its config sets ``force_upcast``
+        (:func:`~authface.pipeline.decode.force_upcast`)."""
+        return force_upcast(self.vae)
 
     def decode_latents(self, latents: torch.Tensor) -> torch.Tensor:
         """Scaled latents (B, 4, h, w) -> [-1, 1] RGB (B, 3, H, W); differentiable."""
@@ -366,17 +379,26 @@ class AuthFacePipeline(DiffusionPipeline, StableDiffusionLoraLoaderMixin):
         return arrays if output_type == "np" else [PIL.Image.fromarray(a) for a in arrays]
 
     def _prepare_condition(self, image, cond, uncond, run: _Sampling) -> dict:
-        """The (CFG-doubled: [uncond, cond]) text embeddings, ControlNet condition and quality class labels."""
-        b = image.shape[0]
+        """The (CFG-doubled: [uncond, cond]) text condition, ControlNet condition and quality class labels."""
+        state = self.text_condition(cond, uncond, image)
         control = ((image + 1) / 2).to(run.dtype)  # degraded crop in [0, 1], (B, 3, H, W)
-        embeds = cond.expand(b, -1, -1)
         if uncond is not None:
             control = torch.cat([control, control])
-            embeds = torch.cat([uncond.expand(b, -1, -1), embeds])
         labels = None  # the quality prior: a class label added to the ControlNet's time embedding
         if run.quality_target is not None:
-            labels = quality_labels(run.quality_target, embeds.shape[0], image.device)
-        return {"prompt_embeds": embeds, "control_image": control, "class_labels": labels}
+            labels = quality_labels(run.quality_target, state["prompt_embeds"].shape[0], image.device)
+        return {**state, "control_image": control, "class_labels": labels}
+
+    def text_condition(self, cond, uncond, image: torch.Tensor) -> dict:
+        """The text condition of a batch of crops (B, 3, H, W) from :meth:`encode_prompt`'s (cond, uncond):
+        ``{"prompt_embeds": (B or 2B, L, D)}`` ([uncond, cond] with CFG). Sibling pipelines add their own
+        entries (SDXL: ``add_text_embeds``, ``add_time_ids``), passed to the UNet and ControlNet as
+        ``added_cond_kwargs``."""
+        b = image.shape[0]
+        embeds = cond.expand(b, -1, -1)
+        if uncond is not None:
+            embeds = torch.cat([uncond.expand(b, -1, -1), embeds])
+        return {"prompt_embeds": embeds}
 
     def prepare_latents(self, image, timesteps, generator, dtype, strength):
         """(input latents or None, initial latents): noise, or the degraded crop's latent noised to the first step."""
@@ -399,19 +421,22 @@ class AuthFacePipeline(DiffusionPipeline, StableDiffusionLoraLoaderMixin):
         """ControlNet + UNet on the current latents (B, 4, h, w), CFG-combined: the noise prediction (B, 4, h, w)."""
         b = latents.shape[0]
         embeds, control, labels = state["prompt_embeds"], state["control_image"], state["class_labels"]
+        added = {name: state[key] for key, name in ADDED_CONDITIONS.items() if state.get(key) is not None}
         do_cfg = self.do_classifier_free_guidance and embeds.shape[0] == 2 * b
         if not do_cfg:  # one pass on B samples (a callback may switch CFG off mid-run: keep the conditional half)
             embeds, control = embeds[-b:], control[-b:]
             labels = None if labels is None else labels[-b:]
+            added = {name: value[-b:] for name, value in added.items()}
         x_in = self.scheduler.scale_model_input(torch.cat([latents] * 2) if do_cfg else latents, t)
-        cn_kwargs = {} if labels is None else {"class_labels": labels}
+        extra = {"added_cond_kwargs": added} if added else {}
+        cn_kwargs = dict(extra) if labels is None else {"class_labels": labels, **extra}
         down, mid = self.controlnet(
             x_in, t, encoder_hidden_states=embeds, controlnet_cond=control, conditioning_scale=cn_scale,
             return_dict=False, **cn_kwargs,
         )  # fmt: skip
         noise_pred = self.unet(
             x_in, t, encoder_hidden_states=embeds, down_block_additional_residuals=down,
-            mid_block_additional_residual=mid, return_dict=False,
+            mid_block_additional_residual=mid, return_dict=False, **extra,
         )[0]  # fmt: skip
         if do_cfg:
             uncond_pred, cond_pred = noise_pred.chunk(2)
@@ -458,7 +483,7 @@ class AuthFacePipeline(DiffusionPipeline, StableDiffusionLoraLoaderMixin):
             check_latents(latents)
             decoded = None
         else:  # float32 (B, 3, H, W), every image finite (else NonFiniteOutputError: never a black face)
-            decoded = decode_finite(self.vae, latents, self.decode_latents)
+            decoded = decode_finite(self.vae, latents, self.decode_latents, self.vae_needs_upcast())
         if context is not None:  # each objective on the result, for the manifest (reusing the decode above)
             ctx = context(step_index=len(timesteps), timestep=timesteps[-1])
             for name, values in final_values(run.objectives, latents, ctx, decoded).items():
