@@ -205,6 +205,10 @@ def build_parts(cfg: RestoreConfig) -> RestorerParts:
     detector = build_detector(f)
     pipe = load_pipeline(m.model, m.controlnet, m.lora, m.lora_scale, dtype, m.single_file_config, m.revision, m.variant,
                          controlnet_single_file_config=m.controlnet_single_file_config, vae=m.vae)  # fmt: skip
+    if f.crop_size is None:  # the base's own resolution; written back so the manifest records the value used
+        from .pipeline import default_crop_size
+
+        f.crop_size = default_crop_size(pipe)
     set_scheduler(pipe, s.scheduler)
     if cfg.guidance.decoder == "tiny":
         pipe.guidance_decoder = load_tiny_decoder(cfg.guidance.tiny_decoder, dtype)

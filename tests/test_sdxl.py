@@ -308,3 +308,12 @@ def test_crop_size_follows_the_base(xl, xl_base_dir, tmp_path):
     assert default_controlnet("sd1") == "lllyasviel/control_v11f1e_sd15_tile"
     with pytest.raises(ValueError, match="no default ControlNet for SD 2.x"):
         default_controlnet("sd2-v")
+
+
+def test_crop_size_follows_the_base_unless_set(tiny_model_dir):
+    """face.crop_size left unset takes the base's own resolution (the tiny model: 16 x 8 = 128); set, it wins."""
+    from authface.restorer import FaceRestorer
+
+    auto = FaceRestorer.from_pretrained(tiny_model_dir, steps=2, device="cpu")
+    assert auto.stage.crop_size == 128 and auto.config.face.crop_size == 128
+    assert FaceRestorer.from_pretrained(tiny_model_dir, steps=2, device="cpu", crop_size=64).stage.crop_size == 64

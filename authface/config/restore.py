@@ -99,7 +99,9 @@ class FaceConfig:
     """Local model file/folder for yunet (.onnx) and insightface (SCRFD .onnx or model folder)."""
     upsample: int = 1
     """dlib: times to upsample the photo before detection (finds smaller faces, slower)."""
-    crop_size: int = 512
+    crop_size: int | None = None
+    """Side of the aligned face crops in pixels; None: the base model's own resolution (512 for SD 1.x and SD 2.x
+    base, 768 for SD 2.x 768-v, 1024 for SDXL)."""
     only_center_face: bool = False
     min_face_size: float = 0.0
     """Ignore faces whose box is smaller than this many pixels (geometric mean of width and height)."""
@@ -209,7 +211,7 @@ class RestoreConfig:
         if s.quality_target is not None and not 0.0 <= s.quality_target <= 1.0:
             raise ConfigError(f"sampler.quality_target must be in [0, 1], got {s.quality_target}")
         f = self.face
-        if f.crop_size < 64 or f.crop_size % 8:
+        if f.crop_size is not None and (f.crop_size < 64 or f.crop_size % 8):
             raise ConfigError(f"face.crop_size must be a multiple of 8 and >= 64, got {f.crop_size}")
         if f.upscale < 1:
             raise ConfigError(f"face.upscale must be an integer >= 1, got {f.upscale}")

@@ -54,7 +54,7 @@ PAGE_KEYS: tuple[tuple[str, str], ...] = (
     ),
     ("face.aligned", "Inputs are aligned face crops (no detection)"),
     ("sampler.colorize", "Colourise gray and sepia photos (off: keep their tone)"),
-    ("face.crop_size", "Face crop size (pixels, multiple of 8)"),
+    ("face.crop_size", "Face crop size (pixels, multiple of 8; empty: the model's own)"),
     ("sampler.seed", "Seed"),
 )
 _INTS = {"sampler.steps", "face.upscale", "face.crop_size", "sampler.seed"}

@@ -149,6 +149,8 @@ class RestorerCache:
         """A restorer with every setting of ``cfg``, around the cached pipeline and detector of :meth:`base`."""
         base = self.base(cfg)
         s, f = cfg.sampler, cfg.face
+        if f.crop_size is None:  # the base model's own resolution, as the loaded restorer resolved it
+            f.crop_size = base.stage.crop_size
         detector = None if f.aligned else base.stage.detector
         guidance_key = (
             load_key(cfg),
@@ -169,9 +171,7 @@ class RestorerCache:
         stage = FaceStage(
             detector, f.crop_size, f.only_center_face, f.min_face_size, f.max_faces, f.aligned, upsampler
         )
-        restorer = FaceRestorer(
-            restore_fn, stage, f.upscale, s.batch_size, s.seed, keep_monochrome=not s.colorize
-        )
+        restorer = FaceRestorer(restore_fn, stage, f.upscale, s.batch_size, s.seed, colorize=s.colorize)
         restorer.pipeline, restorer.device, restorer.dtype = base.pipeline, base.device, base.dtype
         restorer.config = cfg
         return restorer
