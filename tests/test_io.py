@@ -503,7 +503,7 @@ def test_write_rejects_bad_input(tmp_path: Path, photo: np.ndarray) -> None:
     with pytest.raises(TypeError):
         write_image(tmp_path / "o.png", photo.astype(np.float32))
     with pytest.raises(ValueError):
-        write_image(tmp_path / "o.png", photo[..., 0])
+        write_image(tmp_path / "o.png", photo[..., :2])  # (H, W, 2): neither gray nor RGB
     with pytest.raises(ValueError):
         write_image(tmp_path / "o.png", photo, np.zeros((3, 3), np.uint8))
     with pytest.raises(ValueError):
