@@ -63,7 +63,7 @@ def _input_args(p: argparse.ArgumentParser) -> None:
         action="append",
         default=[],
         metavar="NAME",
-        help="lq | bicubic | lanczos | py:MODULE:FUNC | cv2sr:MODEL.pb (repeatable; needs --lq)",
+        help="lq | bicubic | lanczos | realesrgan | py:MODULE:FUNC | cv2sr:MODEL.pb (repeatable; needs --lq)",
     )
     g.add_argument(
         "--masks",
