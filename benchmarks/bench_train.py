@@ -77,9 +77,10 @@ A, B, C = "(a) ours, diffusion loss", "(b) ours, + facial loss", "(c) diffusers 
 
 
 # ---------------------------------------------------------------------------------------------- data
-def make_dataset(root: Path, n_photos: int, crop: int, seed: int) -> Path:
+def make_dataset(root: Path, n_photos: int, crop: int, seed: int, aligned: bool = False) -> Path:
     """``n_photos`` distinct photos of one face (shifted, rotated, scaled, recoloured ``skimage.data.astronaut()``)
-    prepared with ``authface.data.prepare.prepare_dataset`` (dlib HOG, crop ``crop``, no deduplication)."""
+    prepared with ``authface.data.prepare.prepare_dataset`` (dlib HOG, crop ``crop``, no deduplication; with
+    ``aligned`` each photo is taken as an aligned crop: no dlib, for machines without it)."""
     import cv2
     from PIL import Image
     from skimage import data
@@ -99,7 +100,7 @@ def make_dataset(root: Path, n_photos: int, crop: int, seed: int) -> Path:
         img = np.clip(img.astype(np.float32) * rng.uniform(0.85, 1.3), 0, 255).astype(np.uint8)
         Image.fromarray(img).save(photos / f"photo_{i:03d}.png")
     ds = root / "ds"
-    settings = PrepareSettings(crop_size=crop, min_face_size=32, dedupe_threshold=-1)
+    settings = PrepareSettings(crop_size=crop, min_face_size=32, dedupe_threshold=-1, aligned=aligned)
     prepare_dataset([str(photos)], ds, settings, progress=False)
     n = len((ds / "manifest.jsonl").read_text().splitlines())
     print(f"dataset: {n} faces from {n_photos} augmented skimage.data.astronaut() photos, {crop}x{crop} crops, "
@@ -497,7 +498,7 @@ def bench(args, device: torch.device) -> int:
     with tempfile.TemporaryDirectory(prefix="authface-bench-train-") as tmp_name:
         tmp = Path(tmp_name)
         t0 = time.perf_counter()
-        dataset = make_dataset(tmp, args.photos, args.crop, args.seed)
+        dataset = make_dataset(tmp, args.photos, args.crop, args.seed, args.aligned)
         print(f"  (prepared in {time.perf_counter() - t0:.1f} s)")
         cfg, overrides = make_cfg(args, dataset, tmp / "out", A, False)
         hidden = ("data.dataset=", "output.output_dir=", "model.gradient_checkpointing=", "facial.")
@@ -563,6 +564,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--target-facial", type=float, default=1.15, help="target for (b)/(a) (default 1.15)")
     p.add_argument("--target-loop", type=float, default=1.15, help="target for (a)/(c) (default 1.15)")
     p.add_argument("--full", action="store_true", help="SD 1.5-sized RANDOM models, 512², batch 4 (CUDA)")
+    p.add_argument("--aligned", action="store_true",
+                   help="take the photos as aligned crops when preparing the dataset (no dlib needed)")
     p.add_argument("--allow-cpu-full", action="store_true", help="allow --full on CPU (very slow)")
     args = p.parse_args(argv)
     args.steps = args.steps or (20 if args.full else 30)

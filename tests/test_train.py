@@ -467,3 +467,61 @@ def test_cli_shows_progress_and_the_checkpoint_it_resumed_from(dataset, tmp_path
     assert main([*args, "--max_steps", "3", "--resume-from-checkpoint", "latest"]) == 0
     err = capsys.readouterr().err
     assert "resumed from" in err and "checkpoint-2 at step 2" in err and "training: 3/3 step" in err
+
+
+# ---------------------------------------------------------------- one-step training (issue 13)
+def _one_step_cfg(dataset: Path, out: Path, *overrides: str, t: int = 500) -> TrainConfig:
+    cfg = _cfg(dataset, out, *overrides)
+    # set as attributes: works whether or not TrainModelConfig declares the one-step fields yet
+    cfg.model.one_step, cfg.model.one_step_t, cfg.model.one_step_pixel_weight = True, t, 1.0
+    return cfg
+
+
+def test_one_step_training_lowers_the_loss_and_records_t(dataset, tmp_path):
+    from authface.models.one_step import one_step_timestep
+    from authface.training.one_step import OneStepObjective
+
+    cfg = _one_step_cfg(dataset, tmp_path / "run", "optim.max_steps=24", "optim.learning_rate=2e-3",
+                        "output.checkpointing_steps=100", "facial.gan_weight=0.1",
+                        "output.validation_steps=24")  # fmt: skip
+    run = setup_run(cfg)
+    assert isinstance(run.objective, OneStepObjective) and run.objective.caption_dropout == 0.0
+    out = train(cfg)
+    first, last = loss_trend(out / "train_log.jsonl", window=6)
+    assert last < first, (first, last)
+    logs = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
+    assert all({"one_step_latent", "one_step_pixel", "facial_recon", "facial_gan_d"} <= r.keys() for r in logs)
+    assert all(r["facial_weight"] > 1.0 for r in logs)  # t* = 500: the logit-normal weight at its peak
+    assert one_step_timestep(out) == 500
+    assert (out / "validation" / "step-000024.png").is_file()  # the grid restored in the one-step mode
+    assert one_step_timestep(tmp_path) is None  # no record: a multi-step model
+
+
+def test_one_step_losses_are_deterministic_for_a_fixed_timestep(dataset, tmp_path):
+    """The one-step objective draws no timestep and no noise: the same batch gives the same loss."""
+    run = setup_run(_one_step_cfg(dataset, tmp_path / "run", "facial.weight=0.5"))
+    batch = next(iter(run.loader))
+    torch.manual_seed(0)
+    a = run.objective(batch, run.unet, run.controlnet, run.accelerator.autocast)
+    torch.manual_seed(1)  # only the VAE posterior sample of the target draws randomness
+    b = run.objective(batch, run.unet, run.controlnet, run.accelerator.autocast)
+    assert abs(float(a.parts["one_step_pixel"]) - float(b.parts["one_step_pixel"])) < 5e-2
+    assert a.pred_x0.shape == a.latents.shape and a.loss.requires_grad
+
+
+def test_one_step_resume_reaches_the_same_state(dataset, tmp_path):
+    common = ("optim.learning_rate=1e-3", "output.checkpointing_steps=3", "output.checkpoints_total_limit=null")
+    full = train(_one_step_cfg(dataset, tmp_path / "full", "optim.max_steps=6", *common))
+    part = tmp_path / "part"
+    train(_one_step_cfg(dataset, part, "optim.max_steps=3", *common))
+    resumed = train(_one_step_cfg(dataset, part, "optim.max_steps=6", "output.resume_from_checkpoint=latest",
+                                  *common))  # fmt: skip
+    a, b = _trained_state(full), _trained_state(resumed)
+    assert a.keys() == b.keys()
+    worst = max((a[k].float() - b[k].float()).abs().max().item() for k in a)
+    assert worst < 1e-5, worst
+
+
+def test_one_step_timestep_is_checked(dataset, tmp_path):
+    with pytest.raises(ValueError, match="one-step timestep"):
+        setup_run(_one_step_cfg(dataset, tmp_path / "run", t=1000))

@@ -12,7 +12,7 @@ from typing import Literal
 Dtype = Literal["auto", "float32", "float16", "bfloat16", "fp32", "fp16", "bf16"]
 Offload = Literal["none", "model", "sequential"]
 Attention = Literal["auto", "sdpa", "xformers"]
-SchedulerName = Literal["default", "ddim", "dpm++", "unipc", "euler", "euler_a"]
+SchedulerName = Literal["default", "ddim", "dpm++", "unipc", "euler", "euler_a", "lcm", "tcd"]
 ColorFix = Literal["none", "wavelet", "adain"]
 DetectorName = Literal["dlib", "dlib-mmod", "yunet", "insightface"]
 FidelitySpace = Literal["latent", "pixel"]

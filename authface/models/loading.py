@@ -27,6 +27,7 @@ from pathlib import Path
 import torch
 
 from ..config import Dtype, SchedulerName, choices
+from .few_step import FEW_STEP_SCHEDULERS
 from .references import (
     SINGLE_FILE_SUFFIXES,
     CorruptModelError,
@@ -67,6 +68,7 @@ SCHEDULERS = {
     "unipc": "UniPCMultistepScheduler",
     "euler": "EulerDiscreteScheduler",
     "euler_a": "EulerAncestralDiscreteScheduler",
+    **FEW_STEP_SCHEDULERS,  # lcm, tcd: authface.models.few_step
 }
 #: The components of a Stable Diffusion base that AuthFace uses (no safety checker, no feature extractor).
 BASE_COMPONENTS = ("vae", "text_encoder", "tokenizer", "unet", "scheduler")

@@ -16,10 +16,11 @@ from .bases import (
     default_tiny_decoder,
     is_sdxl,
 )
+from .checks import OUTPUT_TYPES
 from .decode import NonFiniteOutputError
 from .loading import configure_pipeline, load_lora, load_pipeline, set_scheduler
 from .output import AuthFacePipelineOutput
-from .pipeline_authface import OUTPUT_TYPES, AuthFacePipeline
+from .pipeline_authface import AuthFacePipeline
 from .pipeline_authface_xl import AuthFaceXLPipeline, encode_sdxl_text, sdxl_time_ids
 
 __all__ = [

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import os
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -31,14 +32,17 @@ from diffusers.utils.torch_utils import randn_tensor
 from transformers import CLIPTextModel, CLIPTokenizer
 
 from .. import io
-from ..colorfix import COLOR_FIXES, apply_color_fix
+from ..colorfix import apply_color_fix
 from ..guidance import Guidance, GuidanceContext, apply_guidance, final_values
+from ..models.few_step import few_step_settings, guidance_scale_embedding, img2img_timesteps
+from ..models.one_step import one_step_timestep as read_one_step_timestep
+from ..models.one_step import predicted_x0
 from ..models.quality_prior import DEFAULT_QUALITY, has_quality_prior, quality_labels
+from ..models.speed import cache_condition_embedding
+from .checks import InputChecks
 from .decode import HALF_DTYPES, check_guidance, check_latents, decode_finite, decode_fp32, force_upcast
 from .output import AuthFacePipelineOutput
 
-#: Accepted ``output_type`` values (see :class:`AuthFacePipelineOutput`).
-OUTPUT_TYPES = ("pil", "np", "pt", "latent")
 #: Entries of the sampling state passed to the UNet and ControlNet as ``added_cond_kwargs`` (state key -> name).
 ADDED_CONDITIONS = {"add_text_embeds": "text_embeds", "add_time_ids": "time_ids"}
 
@@ -58,6 +62,12 @@ class _Sampling:
     callback: Callable | None
     callback_inputs: Sequence[str]
     progress: Any
+    one_step: int | None = None
+    """t* of the one-step mode (one ControlNet + UNet call on the degraded latent, no CFG), or None."""
+    guidance_embedding: float | None = None
+    """w of a guidance-embedded LCM UNet (``timestep_cond``), or None."""
+    step_kwargs: dict | None = None
+    """Extra ``scheduler.step`` keywords (TCD's ``eta``)."""
 
 
 def _deprecated_alias(kwargs: dict, old: str, new: str, value):
@@ -81,7 +91,7 @@ def _resolve_aliases(kwargs: dict, objectives, quality_target):
     return objectives, quality_target
 
 
-class AuthFacePipeline(DiffusionPipeline, StableDiffusionLoraLoaderMixin):
+class AuthFacePipeline(InputChecks, DiffusionPipeline, StableDiffusionLoraLoaderMixin):
     """Restore aligned face crops with Stable Diffusion + ControlNet (+ LoRA).
 
     Components: ``vae`` (AutoencoderKL), ``text_encoder`` (CLIPTextModel), ``tokenizer`` (CLIPTokenizer), ``unet``
@@ -117,6 +127,19 @@ class AuthFacePipeline(DiffusionPipeline, StableDiffusionLoraLoaderMixin):
         self.vae_scale_factor = 2 ** (len(self.vae.config.block_out_channels) - 1)
         self._prompt_cache: dict = {}
         self._guidance_scale, self._interrupt, self._num_timesteps = 1.0, False, 0
+        self.one_step_timestep: int | None = None
+        """t* when this is a one-step model (read from its folder by :meth:`from_pretrained`): every call then
+        runs one ControlNet + UNet call per batch without CFG (see :mod:`authface.models.one_step`)."""
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path, **kwargs):
+        """diffusers' ``from_pretrained``; a local model folder whose training record marks a one-step model
+        (:func:`authface.models.one_step.one_step_timestep`) sets :attr:`one_step_timestep`."""
+        pipe = super().from_pretrained(pretrained_model_name_or_path, **kwargs)
+        path = pretrained_model_name_or_path
+        if isinstance(path, (str, os.PathLike)) and os.path.isdir(path):
+            pipe.one_step_timestep = read_one_step_timestep(path)
+        return pipe
 
     # ------------------------------------------------------------------ call state (as diffusers pipelines)
     @property
@@ -168,65 +191,6 @@ class AuthFacePipeline(DiffusionPipeline, StableDiffusionLoraLoaderMixin):
             self._prompt_cache[key] = (cond, uncond)
         return self._prompt_cache[key]
 
-    # ------------------------------------------------------------------ checks
-    def check_inputs(
-        self, image, num_inference_steps, strength, batch_size, generator, color_fix, objectives, quality_target,
-        output_type, callback_on_step_end_tensor_inputs=None,
-    ) -> None:  # fmt: skip
-        """Raise ValueError naming the argument, the value received and the fix. ``image``: (B, 3, H, W)."""
-        if not isinstance(num_inference_steps, int) or num_inference_steps < 1:
-            raise ValueError(f"num_inference_steps must be a positive integer (e.g. 20), got {num_inference_steps!r}")
-        if not 0.0 < strength <= 1.0:
-            raise ValueError(f"strength must be in (0, 1] (1.0 starts from pure noise), got {strength!r}")
-        if int(num_inference_steps * strength) < 1:
-            raise ValueError(
-                f"strength={strength} with num_inference_steps={num_inference_steps} runs no step; "
-                f"raise either so that steps * strength >= 1"
-            )
-        if color_fix not in COLOR_FIXES and color_fix is not None:
-            raise ValueError(f"color_fix must be one of {', '.join(COLOR_FIXES)}; got {color_fix!r}")
-        if not isinstance(batch_size, int) or batch_size < 1:
-            raise ValueError(f"batch_size must be a positive integer (faces per UNet call), got {batch_size!r}")
-        if output_type not in OUTPUT_TYPES:
-            raise ValueError(f"output_type must be one of {', '.join(OUTPUT_TYPES)}; got {output_type!r}")
-        for g in objectives or []:
-            if not isinstance(g, Guidance):
-                raise ValueError(
-                    f"objectives entries must be authface.guidance.Guidance objects (IdentityGuidance, "
-                    f"QualityGuidance, FidelityGuidance, ScoreGuidance), got {type(g).__name__}"
-                )
-        bad = [k for k in callback_on_step_end_tensor_inputs or [] if k not in self._callback_tensor_inputs]
-        if bad:
-            raise ValueError(
-                f"callback_on_step_end_tensor_inputs must be among {self._callback_tensor_inputs}; got {bad}"
-            )
-        h, w = image.shape[-2:]
-        if h % self.vae_scale_factor or w % self.vae_scale_factor:
-            raise ValueError(
-                f"image size {w}x{h} must be divisible by {self.vae_scale_factor} (the VAE's downsampling); "
-                f"use a crop size such as 512"
-            )
-        if isinstance(generator, list) and len(generator) != image.shape[0]:
-            raise ValueError(f"got {len(generator)} generators for {image.shape[0]} images; pass one per image")
-        self.check_quality_target(quality_target)
-
-    def check_quality_target(self, quality_target) -> None:
-        """ValueError unless ``quality_target`` is None, or a number in [0, 1] for a model with the quality prior."""
-        if quality_target is None:
-            return
-        if not has_quality_prior(self.controlnet):
-            raise ValueError(
-                f"quality_target={quality_target!r} was given but this model has no image-quality prior (its "
-                f"ControlNet was not trained with one); fine-tune with the quality prior (authface train) or leave "
-                f"quality_target unset"
-            )
-        if isinstance(quality_target, bool) or not isinstance(quality_target, (int, float)):
-            raise ValueError(f"quality_target must be a number in [0, 1], got {quality_target!r}")
-        if not 0.0 <= quality_target <= 1.0:
-            raise ValueError(
-                f"quality_target must be in [0, 1] (0 worst, 1 best; default {DEFAULT_QUALITY}), got {quality_target!r}"
-            )
-
     # ------------------------------------------------------------------ preparation
     @staticmethod
     def _to_tensor(image) -> torch.Tensor:
@@ -246,13 +210,9 @@ class AuthFacePipeline(DiffusionPipeline, StableDiffusionLoraLoaderMixin):
         return io.numpy_to_tensor(arrays)
 
     def get_timesteps(self, num_inference_steps: int, strength: float, device) -> torch.Tensor:
-        self.scheduler.set_timesteps(num_inference_steps, device=device)
-        init = min(int(num_inference_steps * strength), num_inference_steps)
-        t_start = max(num_inference_steps - init, 0)
-        timesteps = self.scheduler.timesteps[t_start * self.scheduler.order :]
-        if hasattr(self.scheduler, "set_begin_index"):
-            self.scheduler.set_begin_index(t_start * self.scheduler.order)
-        return timesteps
+        """The img2img timesteps to run (:func:`authface.models.few_step.img2img_timesteps`: LCM and TCD take
+        the strength themselves and run ``num_inference_steps`` steps; ValueError for what cannot run)."""
+        return img2img_timesteps(self.scheduler, num_inference_steps, strength, device)
 
     def encode_image(self, image: torch.Tensor) -> torch.Tensor:
         """[-1, 1] (B, 3, H, W) -> latents (B, 4, H/8, W/8), scaled by vae.config.scaling_factor (posterior mode).
@@ -305,6 +265,7 @@ class AuthFacePipeline(DiffusionPipeline, StableDiffusionLoraLoaderMixin):
         return_dict: bool = True,
         callback_on_step_end: Callable | PipelineCallback | MultiPipelineCallbacks | None = None,
         callback_on_step_end_tensor_inputs: Sequence[str] = ("latents",),
+        one_step_timestep: int | None = None,
         **kwargs,
     ) -> AuthFacePipelineOutput | tuple:
         """Restore aligned crops.
@@ -325,6 +286,9 @@ class AuthFacePipeline(DiffusionPipeline, StableDiffusionLoraLoaderMixin):
         ``tensors`` holding ``callback_on_step_end_tensor_inputs`` (of "latents", "prompt_embeds",
         "control_image"); returned entries replace them. Set ``pipe._interrupt = True`` to skip the remaining
         steps (the current latents are still decoded).
+        one_step_timestep: run the one-step mode at this t* (default: the model's own :attr:`one_step_timestep`;
+        ``num_inference_steps``, ``strength``, ``guidance_scale`` and objectives are then not used).
+        LCM and TCD schedulers get the CFG handling they need (:func:`authface.models.few_step.few_step_settings`).
         Raises ValueError for invalid arguments (see :meth:`check_inputs`); ``NonFiniteOutputError`` (a
         RuntimeError, :mod:`authface.pipeline.decode`) when sampling or decoding gives NaN/inf for an image even
         after a float32 retry of the VAE decode — never a black image.
@@ -335,9 +299,12 @@ class AuthFacePipeline(DiffusionPipeline, StableDiffusionLoraLoaderMixin):
 
         # 1. check inputs
         image = self._to_tensor(image)
+        one_step = self.one_step_timestep if one_step_timestep is None else one_step_timestep
         self.check_inputs(image, num_inference_steps, strength, batch_size, generator, color_fix, objectives,
-                          quality_target, output_type, callback_on_step_end_tensor_inputs)  # fmt: skip
-        self._guidance_scale, self._interrupt = guidance_scale, False
+                          quality_target, output_type, callback_on_step_end_tensor_inputs, one_step)  # fmt: skip
+        few = few_step_settings(self.scheduler, self.unet, guidance_scale)
+        self._guidance_scale = 1.0 if one_step is not None else few.guidance_scale
+        self._interrupt = False
         device, dtype = self._execution_device, self.unet.dtype
         if quality_target is None and has_quality_prior(self.controlnet):
             quality_target = DEFAULT_QUALITY
@@ -346,14 +313,17 @@ class AuthFacePipeline(DiffusionPipeline, StableDiffusionLoraLoaderMixin):
         cond, uncond = self.encode_prompt(prompt, negative_prompt, device, dtype, self.do_classifier_free_guidance)
 
         # 3.-6. per batch: condition, timesteps, initial latents, denoising loop, decode + colour fix
-        self._num_timesteps = len(self.get_timesteps(num_inference_steps, strength, device))
+        self._num_timesteps = (
+            1 if one_step is not None else len(self.get_timesteps(num_inference_steps, strength, device))
+        )
         starts = range(0, image.shape[0], batch_size)
         outputs, logs, finals = [], [], []
         with self.progress_bar(total=len(starts) * self._num_timesteps) as progress:
             run = _Sampling(
                 num_inference_steps, strength, controlnet_conditioning_scale, color_fix,
                 [g for g in (objectives or []) if g.scale != 0.0], quality_target, output_type, dtype,
-                callback_on_step_end, callback_on_step_end_tensor_inputs, progress,
+                callback_on_step_end, callback_on_step_end_tensor_inputs, progress, one_step,
+                few.embed_guidance, few.step_kwargs,
             )  # fmt: skip
             for start in starts:
                 chunk = image[start : start + batch_size].to(device=device, dtype=torch.float32)
@@ -417,7 +387,7 @@ class AuthFacePipeline(DiffusionPipeline, StableDiffusionLoraLoaderMixin):
         accepted = inspect.signature(self.scheduler.step).parameters
         return {"generator": generator} if "generator" in accepted else {}
 
-    def predict_noise(self, latents, t, state: dict, cn_scale: float) -> torch.Tensor:
+    def predict_noise(self, latents, t, state: dict, cn_scale: float, scale_input: bool = True) -> torch.Tensor:
         """ControlNet + UNet on the current latents (B, 4, h, w), CFG-combined: the noise prediction (B, 4, h, w)."""
         b = latents.shape[0]
         embeds, control, labels = state["prompt_embeds"], state["control_image"], state["class_labels"]
@@ -427,9 +397,14 @@ class AuthFacePipeline(DiffusionPipeline, StableDiffusionLoraLoaderMixin):
             embeds, control = embeds[-b:], control[-b:]
             labels = None if labels is None else labels[-b:]
             added = {name: value[-b:] for name, value in added.items()}
-        x_in = self.scheduler.scale_model_input(torch.cat([latents] * 2) if do_cfg else latents, t)
+        x_in = torch.cat([latents] * 2) if do_cfg else latents
+        x_in = self.scheduler.scale_model_input(x_in, t) if scale_input else x_in
         extra = {"added_cond_kwargs": added} if added else {}
         cn_kwargs = dict(extra) if labels is None else {"class_labels": labels, **extra}
+        if state.get("timestep_cond") is not None:  # a guidance-embedded (LCM-distilled) UNet
+            extra = {**extra, "timestep_cond": state["timestep_cond"][-x_in.shape[0] :]}
+            if getattr(self.controlnet.config, "time_cond_proj_dim", None):
+                cn_kwargs["timestep_cond"] = extra["timestep_cond"]
         down, mid = self.controlnet(
             x_in, t, encoder_hidden_states=embeds, controlnet_cond=control, conditioning_scale=cn_scale,
             return_dict=False, **cn_kwargs,
@@ -447,9 +422,15 @@ class AuthFacePipeline(DiffusionPipeline, StableDiffusionLoraLoaderMixin):
         """One batch of crops [-1, 1] (B, 3, H, W) -> (restored [-1, 1] (B, 3, H, W) or latents, log, final)."""
         b = image.shape[0]
         state = self._prepare_condition(image, cond, uncond, run)
+        if run.one_step is not None:
+            latents = self.one_step_latents(image, state, run)
+            return self._finish_batch(image, latents, [[] for _ in range(b)], None, None, run)
+        if run.guidance_embedding is not None:
+            w = torch.full((state["prompt_embeds"].shape[0],), run.guidance_embedding, device=image.device)
+            state["timestep_cond"] = guidance_scale_embedding(w, self.unet.config.time_cond_proj_dim, run.dtype)
         timesteps = self.get_timesteps(run.num_inference_steps, run.strength, image.device)
         lq_latents, state["latents"] = self.prepare_latents(image, timesteps, generator, run.dtype, run.strength)
-        step_kwargs = self.prepare_extra_step_kwargs(generator)
+        step_kwargs = {**self.prepare_extra_step_kwargs(generator), **(run.step_kwargs or {})}
         log: list[list[dict]] = [[] for _ in range(b)]
         context = None
         if run.objectives:  # what the objectives may look at, shared across the steps of this batch
@@ -459,6 +440,23 @@ class AuthFacePipeline(DiffusionPipeline, StableDiffusionLoraLoaderMixin):
                 cache=cache, encode_lq=lambda: self.encode_image(image).to(run.dtype),
             )  # fmt: skip
 
+        with cache_condition_embedding(self.controlnet):  # the condition's embedding once per batch
+            self._denoise(timesteps, state, context, step_kwargs, log, run)
+        return self._finish_batch(image, state["latents"], log, context, timesteps, run)
+
+    def one_step_latents(self, image: torch.Tensor, state: dict, run: _Sampling) -> torch.Tensor:
+        """The one-step mode: the degraded crops' latents (B, 4, h, w) at t* through ONE ControlNet + UNet call
+        (no CFG, no scheduler scaling), turned into the clean latent x̂0 (:mod:`authface.models.one_step`)."""
+        lq = self.encode_image(image).to(run.dtype)
+        t = torch.tensor(run.one_step, device=image.device)
+        pred = self.predict_noise(lq, t, state, run.controlnet_conditioning_scale, scale_input=False)
+        alpha_bar = self.scheduler.alphas_cumprod.to(image.device)[run.one_step].to(run.dtype)
+        run.progress.update()
+        return predicted_x0(lq, pred, alpha_bar, self.scheduler.config.prediction_type)
+
+    def _denoise(self, timesteps, state: dict, context, step_kwargs: dict, log: list, run: _Sampling) -> None:
+        """The denoising loop of one batch: updates ``state["latents"]`` and the objectives' ``log``."""
+        b = state["latents"].shape[0]
         for i, t in enumerate(timesteps):
             if self.interrupt:
                 continue
@@ -477,7 +475,9 @@ class AuthFacePipeline(DiffusionPipeline, StableDiffusionLoraLoaderMixin):
                 state.update({k: v for k, v in outputs.items() if k in self._callback_tensor_inputs})
             run.progress.update()
 
-        latents = state["latents"]
+    def _finish_batch(self, image, latents, log, context, timesteps, run: _Sampling):
+        """Decode (never a non-finite image), the objectives' final values, the colour fix."""
+        b = latents.shape[0]
         final: list[dict] = [{} for _ in range(b)]
         if run.output_type == "latent":
             check_latents(latents)

@@ -8,13 +8,13 @@ from pathlib import Path
 import torch
 
 from .. import io
+from ..models.one_step import TRAIN_CONFIG_NAME, one_step_record
 
 logger = logging.getLogger(__name__)
 
 LORA_WEIGHT_NAME = "pytorch_lora_weights.safetensors"
 """The LoRA alone, in diffusers' format: ``StableDiffusionPipeline.load_lora_weights(OUTPUT)`` loads it."""
-TRAIN_CONFIG_NAME = "authface_train.json"
-"""The resolved training config, ``{"config": {...}}``, next to the model."""
+__all__ = ["LORA_WEIGHT_NAME", "TRAIN_CONFIG_NAME", "assemble_pipeline", "full_precision_models", "save_model_folder"]
 
 
 def assemble_pipeline(accelerator, comps: dict, unet, controlnet):
@@ -59,13 +59,15 @@ def full_precision_models(
 
 
 def save_model_folder(
-    accelerator, comps: dict, unet, controlnet, out: Path, with_lora: bool, config: dict
+    accelerator, comps: dict, unet, controlnet, out: Path, with_lora: bool, config: dict,
+    one_step: int | None = None,
 ) -> None:
     """Write the model folder ``out`` (``save_pretrained`` layout, safetensors, float32).
 
     With ``with_lora``, the UNet's LoRA is first saved alone as :data:`LORA_WEIGHT_NAME`, then fused into the UNet
     and unloaded (the modules are changed in place: call this once, at the end). ``config`` (a plain dict) is
-    saved as :data:`TRAIN_CONFIG_NAME`.
+    saved as :data:`TRAIN_CONFIG_NAME` (``{"config": config}``), with ``"one_step": {"timestep": t*}`` added for a
+    one-step model (``one_step`` = t*; :func:`authface.models.one_step.one_step_timestep` reads it back).
     """
     from diffusers.utils import convert_state_dict_to_diffusers
     from peft.utils import get_peft_model_state_dict
@@ -79,5 +81,8 @@ def save_model_folder(
         pipe.unet.fuse_lora()
         pipe.unet.unload_lora()
     pipe.save_pretrained(out, safe_serialization=True)
-    io.write_json(Path(out) / TRAIN_CONFIG_NAME, {"config": config})
+    record = {"config": config}
+    if one_step is not None:
+        record["one_step"] = one_step_record(one_step)
+    io.write_json(Path(out) / TRAIN_CONFIG_NAME, record)
     logger.info("saved the model folder %s (LoRA also alone in %s)", out, LORA_WEIGHT_NAME)

@@ -32,6 +32,7 @@ from .components import (
 from .data import TrainingData, make_training_data
 from .export import full_precision_models, save_model_folder
 from .objective import BatchLosses, DiffusionObjective, make_identity_loss, x0_decoder
+from .one_step import OneStepObjective, one_step_settings
 from .steps import optimise_batch
 from .tracking import TRAIN_LOG, flat_config, log_step, tracker_name
 from .validation import run_validation
@@ -69,6 +70,11 @@ class TrainingRun:
     progress: Callable[[dict], None] | None = None
     ema: Any = None
     build_components: Callable[[TrainConfig], dict] | None = None
+
+    @property
+    def one_step_timestep(self) -> int | None:
+        """t* of a one-step run (``model.one_step``), else None."""
+        return getattr(self.objective, "timestep", None)
 
     @property
     def steps_per_epoch(self) -> int:
@@ -208,12 +214,17 @@ def _objective(
 
             decoder = load_tiny_decoder(ident.tiny_decoder, dtype).to(device).requires_grad_(False)
         decode = x0_decoder(decoder, ident.resolution, cfg.data.resolution)
-    return DiffusionObjective(
-        comps["vae"], comps["text_encoder"], comps["tokenizer"], noise_scheduler, facial, facial_weight=f.weight,
-        caption_dropout=cfg.data.caption_dropout, min_snr_gamma=cfg.optim.min_snr_gamma,
+    kwargs = dict(
+        facial_weight=f.weight, caption_dropout=cfg.data.caption_dropout, min_snr_gamma=cfg.optim.min_snr_gamma,
         quality_prior=cfg.model.quality_prior, weight_dtype=dtype, identity=identity, identity_weight=ident.weight,
         decode_x0=decode,
     )  # fmt: skip
+    cls, one_step = DiffusionObjective, one_step_settings(cfg.model)
+    if one_step is not None:  # no caption dropout: a one-step model runs without CFG
+        cls = OneStepObjective
+        kwargs.update(timestep=one_step[0], pixel_weight=one_step[1], caption_dropout=0.0)
+        logger.info("one-step training at t*=%d (pixel loss weight %g)", *one_step)
+    return cls(comps["vae"], comps["text_encoder"], comps["tokenizer"], noise_scheduler, facial, **kwargs)
 
 
 def _run_epochs(run: TrainingRun, start: ResumePoint) -> None:
@@ -256,7 +267,8 @@ def _after_step(run: TrainingRun, step: int, epoch: int, losses: BatchLosses) ->
         save_checkpoint(acc, run.out, step, output.checkpoints_total_limit)
     if acc.is_main_process and output.validation_steps and step % output.validation_steps == 0:
         run_validation(acc, run.comps, run.unet, run.controlnet, run.data.dataset, out=run.out, step=step,
-                       num_faces=output.num_validation, prompt=run.cfg.data.prompt, tracker=run.tracker)  # fmt: skip
+                       num_faces=output.num_validation, prompt=run.cfg.data.prompt, tracker=run.tracker,
+                       one_step=run.one_step_timestep)  # fmt: skip
 
 
 def _finish(run: TrainingRun, save_model: bool) -> None:
@@ -274,5 +286,5 @@ def _finish(run: TrainingRun, save_model: bool) -> None:
                     run.cfg, run.build_components, unet, controlnet
                 )
             save_model_folder(acc, comps, unet, controlnet, run.out, run.cfg.model.train_lora,
-                              to_dict(run.cfg))  # fmt: skip
+                              to_dict(run.cfg), one_step=run.one_step_timestep)  # fmt: skip
     acc.end_training()

@@ -13,7 +13,10 @@ import torch.nn.functional as F
 
 from ..config.train import IdentityLossConfig
 from ..losses import FacialFeatureLoss, IdentityLoss, min_snr_weight
+from ..models.one_step import predicted_x0
 from ..models.quality_prior import quality_labels
+
+__all__ = ["BatchLosses", "DiffusionObjective", "make_identity_loss", "predicted_x0", "x0_decoder"]
 
 
 @dataclass
@@ -32,16 +35,6 @@ class BatchLosses:
     """(B, regions, 4) region boxes on the latent grid."""
     identity_loss: torch.Tensor | None = None
     """The identity term before its weight λ_id (scalar, attached to the graph), when the identity loss is on."""
-
-
-def predicted_x0(noisy: torch.Tensor, pred: torch.Tensor, alpha_bar: torch.Tensor, prediction_type: str):
-    """The clean latent implied by the model output: ``pred`` is ε (``"epsilon"``) or v (``"v_prediction"``).
-
-    ``alpha_bar``: ᾱ_t per sample, broadcastable to ``noisy`` (e.g. (B, 1, 1, 1)).
-    """
-    if prediction_type == "epsilon":
-        return (noisy - (1 - alpha_bar).sqrt() * pred) / alpha_bar.sqrt()
-    return alpha_bar.sqrt() * noisy - (1 - alpha_bar).sqrt() * pred
 
 
 def x0_decoder(decoder, resolution: int | None, image_size: int) -> Callable[[torch.Tensor], torch.Tensor]:
@@ -140,15 +133,7 @@ class DiffusionObjective:
         noisy = self.noise_scheduler.add_noise(latents, noise, t)
         captions = [c if torch.rand(()) >= self.caption_dropout else "" for c in batch["caption"]]
         embeds = self.encode_text(captions)
-        cn_kwargs = {}
-        if self.quality_prior:
-            cn_kwargs["class_labels"] = quality_labels(batch["quality"].float(), b, latents.device)
-        with autocast():
-            down, mid = controlnet(noisy, t, encoder_hidden_states=embeds, controlnet_cond=(lq + 1) / 2,
-                                   return_dict=False, **cn_kwargs)  # fmt: skip
-            pred = unet(noisy, t, encoder_hidden_states=embeds, down_block_additional_residuals=down,
-                        mid_block_additional_residual=mid, return_dict=False)[0]  # fmt: skip
-        pred = pred.float()
+        pred = self.model_output(batch, noisy, t, embeds, lq, unet, controlnet, autocast)
         if self.prediction_type == "epsilon":
             target = noise
         else:
@@ -171,6 +156,20 @@ class DiffusionObjective:
             out.parts.update(parts)
             out.loss = out.loss + self.identity_weight * out.identity_loss
         return out
+
+    def model_output(self, batch: dict, latents, t, embeds, lq, unet, controlnet, autocast) -> torch.Tensor:
+        """The ControlNet (on the degraded crops ``lq`` in [-1, 1], with the batch's quality labels when the
+        prior is on) + UNet output on ``latents`` (B, 4, h, w) at timesteps ``t`` (B,), run under ``autocast()``;
+        float32 (B, 4, h, w)."""
+        cn_kwargs = {}
+        if self.quality_prior:
+            cn_kwargs["class_labels"] = quality_labels(batch["quality"].float(), latents.shape[0], latents.device)
+        with autocast():
+            down, mid = controlnet(latents, t, encoder_hidden_states=embeds, controlnet_cond=(lq + 1) / 2,
+                                   return_dict=False, **cn_kwargs)  # fmt: skip
+            pred = unet(latents, t, encoder_hidden_states=embeds, down_block_additional_residuals=down,
+                        mid_block_additional_residual=mid, return_dict=False)[0]  # fmt: skip
+        return pred.float()
 
     def discriminator_loss(
         self, losses: BatchLosses, discriminators: torch.nn.Module | None = None

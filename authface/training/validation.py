@@ -17,8 +17,11 @@ VALIDATION_STEPS = 20
 
 
 @torch.no_grad()
-def restore_validation_faces(pipe, dataset, n: int, prompt: str) -> tuple[torch.Tensor, ...]:
+def restore_validation_faces(pipe, dataset, n: int, prompt: str,
+                             one_step: int | None = None) -> tuple[torch.Tensor, ...]:  # fmt: skip
     """(LQ, restored, HQ), each ``[-1, 1]`` RGB ``(n, 3, R, R)`` on CPU, for the first ``n`` samples of epoch 0.
+
+    ``one_step``: t* of a one-step run (the faces are restored in the one-step mode), else None (20 steps).
 
     Epoch 0's degradations every time, so successive grids show the same inputs; the dataset's epoch is restored
     afterwards, and so is the train/eval mode of the pipeline's UNet and ControlNet.
@@ -34,9 +37,10 @@ def restore_validation_faces(pipe, dataset, n: int, prompt: str) -> tuple[torch.
     for m in models:
         m.eval()
     try:
+        mode = {} if one_step is None else {"one_step_timestep": one_step}
         out = pipe(lq, prompt=prompt, num_inference_steps=VALIDATION_STEPS, strength=1.0,
                    generator=[torch.Generator().manual_seed(i) for i in range(n)], color_fix="none",
-                   output_type="pt").images  # fmt: skip
+                   output_type="pt", **mode).images  # fmt: skip
     finally:
         for m, flag in zip(models, was_training):
             m.train(flag)
@@ -50,13 +54,14 @@ def validation_grid(lq: torch.Tensor, restored: torch.Tensor, hq: torch.Tensor):
 
 
 def run_validation(accelerator, comps: dict, unet, controlnet, dataset, *, out: Path, step: int,
-                   num_faces: int, prompt: str, tracker: str | None) -> Path:  # fmt: skip
+                   num_faces: int, prompt: str, tracker: str | None,
+                   one_step: int | None = None) -> Path:  # fmt: skip
     """Write the grid of ``num_faces`` fixed faces at ``out/validation/step-<step>.png`` (and to TensorBoard when
     it is the tracker); returns the image path. Main process only."""
     pipe = assemble_pipeline(accelerator, comps, unet, controlnet)
     n = min(num_faces, len(dataset))
     with accelerator.autocast():  # frozen weights in the compute dtype, trained ones in float32
-        arr = validation_grid(*restore_validation_faces(pipe, dataset, n, prompt))
+        arr = validation_grid(*restore_validation_faces(pipe, dataset, n, prompt, one_step))
     path = Path(out) / "validation" / f"step-{step:06d}.png"
     io.write_image(path, arr)
     if tracker == "tensorboard":
