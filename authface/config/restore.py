@@ -199,7 +199,8 @@ class RestoreConfig:
             raise ConfigError(f"sampler.strength must be in (0, 1], got {s.strength}")
         if s.steps < 1:
             raise ConfigError(f"sampler.steps must be >= 1, got {s.steps}")
-        if 0.0 < s.strength <= 1.0 and int(s.steps * s.strength) < 1:
+        few_step = s.scheduler in ("lcm", "tcd")  # they run --steps at any strength (the pipeline checks the rest)
+        if 0.0 < s.strength <= 1.0 and int(s.steps * s.strength) < 1 and not few_step:
             need = math.ceil(1.0 / s.strength)
             raise ConfigError(
                 f"--steps {s.steps} x --strength {s.strength} runs no denoising step (the img2img schedule keeps "

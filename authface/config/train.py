@@ -44,6 +44,13 @@ class TrainModelConfig:
     quality_prior: bool = True
     """Add (or keep) the zero-initialised quality embedding in the ControlNet and train it with each face's score."""
     gradient_checkpointing: bool = False
+    one_step: bool = False
+    """Train a one-step restorer: the degraded latent at the fixed timestep ``one_step_t`` maps straight to the
+    clean latent (LoRA + ControlNet); the saved model restores with one UNet call and no CFG."""
+    one_step_t: int = 500
+    """The fixed timestep t* of one-step training, in [1, 999] (500: the time-aware losses keep full weight)."""
+    one_step_pixel_weight: float = 1.0
+    """Weight of the pixel-space reconstruction loss of one-step training (on the decoded x0)."""
 
 
 @dataclass
@@ -171,6 +178,10 @@ class TrainConfig:
             raise ConfigError(f"data.caption_dropout must be in [0, 1), got {d.caption_dropout}")
         if not (self.model.train_lora or self.model.train_controlnet):
             raise ConfigError("nothing to train: set model.train_lora or model.train_controlnet to true")
+        if not 1 <= self.model.one_step_t < 1000:
+            raise ConfigError(f"model.one_step_t must be in [1, 999], got {self.model.one_step_t}")
+        if self.model.one_step_pixel_weight < 0:
+            raise ConfigError(f"model.one_step_pixel_weight must be >= 0, got {self.model.one_step_pixel_weight}")
         if self.facial.s <= 0:
             raise ConfigError(f"facial.s must be > 0, got {self.facial.s}")
         i = self.identity
