@@ -157,8 +157,9 @@ def _first_step(start: float, num_steps: int) -> int:
 class IdentityGuidance(Guidance):
     """Keep the person: cosine similarity between the face embedding of the prediction and a reference.
 
-    ``encoder``: an :class:`authface.models.identity.IdentityEncoder` with ``differentiable=True`` (ArcFace
-    IResNet or a converted insightface ONNX recogniser); it maps the 512² FFHQ crop to its own 112² template.
+    ``encoder``: an :class:`authface.models.identity.IdentityEncoder` with ``differentiable=True`` (the default
+    dlib ResNet, ArcFace IResNet or a converted insightface ONNX recogniser); it warps the FFHQ crop to its own
+    template (dlib's 150² chip, ArcFace's 112²).
     ``reference``: (D,) or (B, D) unit embeddings (e.g. averaged over reference photos of the same person);
     None uses each input face itself.
     """
@@ -169,7 +170,10 @@ class IdentityGuidance(Guidance):
     def __init__(self, encoder, scale: float, reference: torch.Tensor | None = None, **kw):
         super().__init__(scale, **kw)
         if not getattr(encoder, "differentiable", False):
-            raise ValueError(f"identity guidance needs a differentiable encoder; {encoder.name!r} is not (use arcface)")
+            raise ValueError(
+                f"identity guidance needs a differentiable encoder; {encoder.name!r} is not (use the default "
+                "dlib-resnet, or arcface)"
+            )
         self.encoder = encoder
         self.reference = None if reference is None else F.normalize(reference.float(), dim=-1)
 
