@@ -380,22 +380,10 @@ def write_recipe_record(out: Path, spec: SetSpec, src: Path, **extra) -> None:
 
 
 def place_file(src: Path, dst: Path, mode: str) -> None:
-    """Put ``src`` at ``dst``: ``copy`` (atomic, byte for byte), ``symlink`` or ``hardlink`` (copy if impossible)."""
+    """Put ``src`` at ``dst``: ``copy``, ``symlink`` or ``hardlink`` (:func:`authface.io.place_file`)."""
     from authface import io
 
-    if mode == "copy":
-        io.copy_file(src, dst)
-        return
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    if dst.is_symlink() or dst.exists():
-        dst.unlink()
-    if mode == "symlink":
-        os.symlink(src, dst)
-        return
-    try:
-        os.link(src, dst)
-    except OSError:  # another file system
-        io.copy_file(src, dst)
+    io.place_file(src, dst, mode)
 
 
 # --------------------------------------------------------------------------------------------------------------

@@ -776,3 +776,19 @@ def test_write_gray_images_and_png_text_chunks(tmp_path: Path) -> None:
         assert np.array_equal(np.asarray(im), mask)
     with pytest.raises(ValueError, match="alpha"):
         write_image(tmp_path / "x.png", mask, np.zeros_like(mask))
+
+
+@pytest.mark.parametrize("mode", ["copy", "symlink", "hardlink"])
+def test_place_file_modes_replace_an_existing_destination(tmp_path: Path, mode: str) -> None:
+    from authface.io import place_file
+
+    src = tmp_path / "src.bin"
+    src.write_bytes(b"abc")
+    dst = tmp_path / "sub" / "dst.bin"
+    dst.parent.mkdir()
+    dst.write_bytes(b"old")
+    place_file(src, dst, mode)
+    assert dst.read_bytes() == b"abc"
+    assert dst.is_symlink() == (mode == "symlink")
+    with pytest.raises(ValueError, match="mode"):
+        place_file(src, dst, "move")

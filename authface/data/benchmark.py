@@ -180,22 +180,6 @@ def _versions() -> dict[str, str]:
     return {"authface": __version__, "numpy": np.__version__, "opencv": cv2.__version__}
 
 
-def _place_gt(src: Path, gt_path: Path, mode: str) -> None:
-    if mode == "copy":
-        io.copy_file(src, gt_path)
-        return
-    gt_path.parent.mkdir(parents=True, exist_ok=True)
-    if gt_path.is_symlink() or gt_path.exists():
-        gt_path.unlink()
-    if mode == "symlink":
-        os.symlink(src.resolve(), gt_path)
-        return
-    try:
-        os.link(src, gt_path)
-    except OSError:  # other file system: copy instead
-        io.copy_file(src, gt_path)
-
-
 def _degrade_job(job: dict[str, Any]) -> dict[str, Any]:
     """One image (runs in a worker process): read HQ, degrade, write LQ PNG and the GT copy. Never raises."""
     import numpy as np
@@ -214,7 +198,7 @@ def _degrade_job(job: dict[str, Any]) -> dict[str, Any]:
         else:
             lq, params = degrade(img.rgb, rng, get_preset(job["preset"]))
         io.write_image(lq_path, lq)
-        _place_gt(src, gt_path, job["gt_mode"])
+        io.place_file(src, gt_path, job["gt_mode"])
         record = {
             "type": "image", "rel": rel, "key": Path(rel).with_suffix("").as_posix(), "hq": str(src),
             "hq_sha256": hq_sha, "lq": job["lq"], "lq_sha256": _sha256(lq_path), "gt": job["gt"],

@@ -203,6 +203,36 @@ def write_image(
     return notes
 
 
+#: How :func:`place_file` puts a file in place.
+PLACE_MODES = ("copy", "symlink", "hardlink")
+
+
+def place_file(src: str | os.PathLike[str], dst: str | os.PathLike[str], mode: str = "copy") -> None:
+    """Put ``src`` at ``dst``: ``copy`` (atomic, byte for byte, metadata kept), ``symlink`` (to ``src``'s absolute
+    path) or ``hardlink`` (a copy where the file system cannot link). An existing ``dst`` is replaced; parent
+    folders are created.
+
+    Raises:
+        ValueError: an unknown ``mode``.
+    """
+    src, dst = Path(src), Path(dst)
+    if mode not in PLACE_MODES:
+        raise ValueError(f"place_file: mode must be one of {', '.join(PLACE_MODES)}, got {mode!r}")
+    if mode == "copy":
+        copy_file(src, dst)
+        return
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    if dst.is_symlink() or dst.exists():
+        dst.unlink()
+    if mode == "symlink":
+        os.symlink(src.resolve(), dst)
+        return
+    try:
+        os.link(src, dst)
+    except OSError:  # another file system: copy instead
+        copy_file(src, dst)
+
+
 def flatten_alpha(
     rgb: np.ndarray, alpha: np.ndarray, background: tuple[int, int, int] = (255, 255, 255)
 ) -> np.ndarray:
