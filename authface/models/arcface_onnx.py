@@ -21,6 +21,7 @@ from ..io import sha256_file, user_cache_dir, write_bytes
 from .arcface import ArcFaceEncoder, require_file
 from .iresnet import IResNet, check_state_dict
 from .iresnet_onnx import ONNX_WEIGHTS_HINT, ConvertedIResNet, convert_onnx_to_iresnet
+from .weights_cache import read_cached_tensors
 
 __all__ = ["ONNX_WEIGHTS_HINT", "OnnxArcFaceEncoder"]
 
@@ -59,16 +60,11 @@ def _save_converted(path: Path, conv: ConvertedIResNet, sha: str, source: str) -
 
 def _load_converted(path: Path, sha: str) -> ConvertedIResNet | None:
     """Converted weights cached at ``path`` for the ONNX file with this sha256, or None (absent, stale, broken)."""
-    if not path.is_file():
+    cached = read_cached_tensors(path, {"format": _CACHE_FORMAT, "sha256": sha}, "converted ArcFace weights")
+    if cached is None:
         return None
-    from safetensors import safe_open
-
+    tensors, meta = cached
     try:
-        with safe_open(str(path), framework="pt", device="cpu") as f:
-            meta = f.metadata() or {}
-            if meta.get("format") != _CACHE_FORMAT or meta.get("sha256") != sha:
-                return None
-            tensors = {k: f.get_tensor(k) for k in f.keys()}
         layers = [int(v) for v in meta["layers"].split(",")]
         backbone = IResNet(layers, num_features=int(meta["num_features"]), fc_scale=int(meta["fc_scale"]))
         scale, shift = tensors.pop("input.scale"), tensors.pop("input.shift")

@@ -35,6 +35,7 @@ from authface.io import user_cache_dir, write_bytes
 
 from .arcface import check_faces
 from .dlib_dat import ANET_LAYERS, DlibNetWeights, read_dlib_resnet
+from .weights_cache import read_cached_tensors
 
 __all__ = [
     "DLIB_CHIP_SIZE",
@@ -187,21 +188,14 @@ def _cache_file(dat: Path, cache_dir: Path) -> tuple[Path, str]:
 
 
 def _read_cache(path: Path, key: str) -> DlibResNet | None:
-    if not path.is_file():
+    cached = read_cached_tensors(path, {"format": _CACHE_FORMAT, "key": key}, "dlib ResNet weights")
+    if cached is None:
         return None
-    from safetensors import safe_open
-
     try:
-        with safe_open(str(path), framework="pt", device="cpu") as f:
-            meta = f.metadata() or {}
-            if meta.get("format") != _CACHE_FORMAT or meta.get("key") != key:
-                return None
-            sd = {name: f.get_tensor(name) for name in f.keys()}
-        model = _from_state_dict(sd)
+        return _from_state_dict(cached[0])
     except Exception as exc:  # a damaged cache is rebuilt, never fatal
         logger.warning("ignoring cached dlib ResNet weights %s: %s", path, exc)
         return None
-    return model
 
 
 def load_dlib_resnet(

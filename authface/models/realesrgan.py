@@ -33,6 +33,7 @@ from torch import nn
 from authface.io import atomic_write, sha256_file, user_cache_dir
 
 from .ncnn_weights import NcnnFormatError, parse_ncnn_param, read_convolutions
+from .weights_cache import read_cached_tensors
 
 __all__ = [
     "INSTALL_HINT",
@@ -197,20 +198,8 @@ def convert_ncnn_weights(param: Path, weights: Path) -> dict[str, torch.Tensor]:
 
 
 def _read_cache(path: Path, key: str) -> dict[str, torch.Tensor] | None:
-    if not path.is_file():
-        return None
-    from safetensors import safe_open
-
-    try:
-        with safe_open(str(path), framework="pt", device="cpu") as f:
-            meta = f.metadata() or {}
-            if meta.get("format") != CACHE_FORMAT or meta.get("source_sha256") != key:
-                logger.warning("ignoring stale Real-ESRGAN cache %s", path)
-                return None
-            return {name: f.get_tensor(name) for name in f.keys()}
-    except Exception as exc:  # corrupt/truncated cache: convert again
-        logger.warning("ignoring unreadable Real-ESRGAN cache %s: %s", path, exc)
-        return None
+    cached = read_cached_tensors(path, {"format": CACHE_FORMAT, "source_sha256": key}, "Real-ESRGAN weights")
+    return None if cached is None else cached[0]
 
 
 def _write_cache(path: Path, state: dict[str, torch.Tensor], key: str) -> None:
