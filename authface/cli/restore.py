@@ -320,6 +320,7 @@ def _run(restorer, todo: list[_Job], cfg: RestoreConfig, out_dir: Path, manifest
 def _photo_mask(src: Path, rel: Path, shape: tuple[int, int], cfg: RestoreConfig):
     """The photo's inpainting mask (bool (H, W)) from --mask FILE or --mask DIR (matched by relative path, any
     image extension), or None. A bad mask raises MaskError naming the file (that photo fails; others go on)."""
+    from ..io import IMAGE_EXTENSIONS
     from ..io.mask import read_mask
 
     if not cfg.io.mask:
@@ -330,14 +331,8 @@ def _photo_mask(src: Path, rel: Path, shape: tuple[int, int], cfg: RestoreConfig
     if not where.is_dir():
         raise FileNotFoundError(f"--mask {cfg.io.mask}: no such file or folder")
     stem = where / rel.with_suffix("")
-    found = sorted(p for p in stem.parent.glob(stem.name + ".*") if p.suffix.lower() in io_image_extensions())
+    found = sorted(p for p in stem.parent.glob(stem.name + ".*") if p.suffix.lower() in IMAGE_EXTENSIONS)
     return read_mask(found[0], shape)[0] if found else None
-
-
-def io_image_extensions() -> frozenset[str]:
-    from ..io import IMAGE_EXTENSIONS
-
-    return IMAGE_EXTENSIONS
 
 
 NO_FACE_HINT = ("To find smaller or harder faces try --set face.upsample=2, --detector dlib-mmod, or a smaller "

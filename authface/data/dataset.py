@@ -7,7 +7,6 @@ only on (seed, epoch, index): the same on every process, worker count and resume
 from __future__ import annotations
 
 from collections.abc import Sequence
-from pathlib import Path
 
 import cv2
 import numpy as np
@@ -75,17 +74,6 @@ class FaceRestorationDataset(torch.utils.data.Dataset):
             "boxes": boxes,
             "index": index,
         }
-
-
-def validate_images(records: Sequence[dict]) -> list[str]:
-    """Decode every image once; return one line per unreadable file (empty when all are fine)."""
-    problems = []
-    for rec in records:
-        try:
-            io.read_image(rec["path"])
-        except io.ImageReadError as err:
-            problems.append(f"{rec.get('file', Path(rec['path']).name)}: {err.reason}")
-    return problems
 
 
 class EpochSampler(torch.utils.data.Sampler):
