@@ -156,7 +156,9 @@ def place_components(comps: dict, device, dtype: torch.dtype, cast_denoisers: bo
         cast_denoisers = torch.device(device).type != "cpu"
     for key in ("vae", "text_encoder", "unet", "controlnet"):
         cast = key in ("vae", "text_encoder") or cast_denoisers
-        comps[key].to(device, dtype=dtype if cast else torch.float32)
+        want = dtype if cast else torch.float32
+        # a dtype only when it changes: diffusers logs a note for every .to(dtype=...) of some models
+        comps[key].to(device) if comps[key].dtype == want else comps[key].to(device, dtype=want)
     if dtype != torch.float32:
         cast_training_params([comps["unet"], comps["controlnet"]], dtype=torch.float32)
         if not cast_denoisers:

@@ -73,8 +73,8 @@ def save_model_folder(
     from peft.utils import get_peft_model_state_dict
 
     pipe = assemble_pipeline(accelerator, comps, unet, controlnet)
-    for module in (pipe.unet, pipe.controlnet, pipe.vae, pipe.text_encoder):
-        module.to("cpu", dtype=torch.float32)
+    for module in (pipe.unet, pipe.controlnet, pipe.vae, pipe.text_encoder):  # a dtype only when it changes
+        module.to("cpu") if module.dtype == torch.float32 else module.to("cpu", dtype=torch.float32)
     if with_lora:
         lora = convert_state_dict_to_diffusers(get_peft_model_state_dict(pipe.unet))
         type(pipe).save_lora_weights(out, unet_lora_layers=lora, weight_name=LORA_WEIGHT_NAME)
