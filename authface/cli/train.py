@@ -21,6 +21,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--resume_from_checkpoint", "--resume-from-checkpoint", dest="resume",
                         help="'latest' or a checkpoint-N folder")  # fmt: skip
     parser.add_argument("--max_steps", "--max-steps", dest="max_steps", type=int)
+    parser.add_argument("--task", choices=("restore", "inpaint", "mask-segmenter"),
+                        help="restore (default): the restorer; inpaint: the restorer with a mask channel, trained on "
+                             "synthetic occlusions with the losses inside them; mask-segmenter: the U-Net that "
+                             "finds face masks and damage for `authface restore --mask auto` (task)")  # fmt: skip
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override any config key, e.g. --set optim.learning_rate=5e-5 (repeatable)")  # fmt: skip
 
@@ -39,7 +43,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 def overrides_from_args(args: argparse.Namespace) -> list[str]:
     """The ``key=value`` overrides the flags stand for, then every ``--set``, in that order."""
     flags = [("data.dataset", args.data), ("output.output_dir", args.output),
-             ("output.resume_from_checkpoint", args.resume), ("optim.max_steps", args.max_steps)]  # fmt: skip
+             ("output.resume_from_checkpoint", args.resume), ("optim.max_steps", args.max_steps),
+             ("task", args.task)]  # fmt: skip
     return [f"{key}={value}" for key, value in flags if value] + list(args.overrides)
 
 

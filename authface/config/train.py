@@ -13,7 +13,9 @@ from .literals import (
     LogWith,
     LRScheduler,
     MixedPrecision,
+    OcclusionKind,
     TimeWeightMode,
+    TrainTask,
 )
 from .restore import DEFAULT_BASE_MODEL
 
@@ -34,6 +36,10 @@ class TrainModelConfig:
     controlnet: str | None = None
     """None: initialise the ControlNet from the UNet; else fine-tune this ControlNet (hub id, folder or file)."""
     single_file_config: str | None = None
+    """For a single-file base: a folder or hub id with the diffusers configs (text encoders, tokenizers,
+    scheduler)."""
+    single_file_original_config: str | None = None
+    """For a single-file base: the original LDM inference YAML (v1-inference.yaml, sd_xl_base.yaml)."""
     revision: str | None = None
     variant: str | None = None
     train_lora: bool = True
@@ -65,6 +71,12 @@ class TrainDataConfig:
     caption_dropout: float = 0.1
     """Probability of training with the empty prompt (keeps classifier-free guidance working)."""
     num_workers: int = 0
+    occlusions: OcclusionKind = "both"
+    """task inpaint / mask-segmenter: what hides part of each training face: synthetic face masks (placed from the
+    landmarks), old-photo damage (scratches, creases, tears, stains), or either (half and half)."""
+    occlusion_prob: float = 0.9
+    """task inpaint / mask-segmenter: the fraction of training faces that get an occlusion (the rest teach the
+    segmenter to find nothing, and the inpainter to restore as usual)."""
     validate_images: bool = True
     """Check every image before training (header and, for PNG, chunk checksums: no pixel decode; the validation
     faces are decoded in full) and stop with a list of unreadable files."""
@@ -164,6 +176,10 @@ class TrainConfig:
     identity: IdentityLossConfig = field(default_factory=IdentityLossConfig)
     output: TrainOutputConfig = field(default_factory=TrainOutputConfig)
     seed: int = 0
+    task: TrainTask = "restore"
+    """restore: LoRA + ControlNet restorer; inpaint: the same with a mask channel in the ControlNet condition and
+    the losses on the composite (only the synthetic occlusion's region is learned); mask-segmenter: the small U-Net
+    that finds face masks and damage (``authface restore --mask auto``)."""
 
     def validate(self) -> None:
         """Range checks that types alone cannot express (choices are checked by their Literal types)."""
@@ -174,6 +190,8 @@ class TrainConfig:
                 raise ConfigError(f"{key} must be >= 1, got {value}")
         if d.resolution < 64 or d.resolution % 8:
             raise ConfigError(f"data.resolution must be a multiple of 8 and >= 64, got {d.resolution}")
+        if not 0 <= d.occlusion_prob <= 1:
+            raise ConfigError(f"data.occlusion_prob must be in [0, 1], got {d.occlusion_prob}")
         if not 0 <= d.caption_dropout < 1:
             raise ConfigError(f"data.caption_dropout must be in [0, 1), got {d.caption_dropout}")
         if not (self.model.train_lora or self.model.train_controlnet):
@@ -182,6 +200,10 @@ class TrainConfig:
             raise ConfigError(f"model.one_step_t must be in [1, 999], got {self.model.one_step_t}")
         if self.model.one_step_pixel_weight < 0:
             raise ConfigError(f"model.one_step_pixel_weight must be >= 0, got {self.model.one_step_pixel_weight}")
+        if self.task == "inpaint" and self.model.one_step:
+            raise ConfigError("task inpaint trains the multi-step inpainter: set model.one_step=false")
+        if self.task == "inpaint" and not self.model.train_controlnet:
+            raise ConfigError("task inpaint trains the ControlNet's new mask channel: set model.train_controlnet=true")
         if self.facial.s <= 0:
             raise ConfigError(f"facial.s must be > 0, got {self.facial.s}")
         i = self.identity

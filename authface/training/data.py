@@ -68,7 +68,8 @@ def check_images(records: Sequence[dict], decode_first: int = 0) -> list[str]:
 
 
 def make_training_data(
-    data: TrainDataConfig, regions: list[str], batch_size: int, seed: int, decode_first: int = 0
+    data: TrainDataConfig, regions: list[str], batch_size: int, seed: int, decode_first: int = 0,
+    task: str = "restore",
 ) -> TrainingData:
     """Read and check the dataset folder ``data.dataset`` and build the loader of (HQ, LQ, boxes, caption) batches.
 
@@ -76,7 +77,8 @@ def make_training_data(
     loader has its own generator, so starting an epoch never draws the global RNG: a resumed run sees the same
     batches as an uninterrupted one. A final incomplete batch is dropped unless the dataset is smaller than a batch.
     ``data.validate_images`` checks the images with :func:`check_images` (``decode_first``: how many, from the
-    first, to decode in full — the validation faces).
+    first, to decode in full — the validation faces). ``task`` inpaint / mask-segmenter: the samples carry a
+    synthetic occlusion and its ``mask`` (``data.occlusions``, ``data.occlusion_prob``).
 
     Raises:
         TrainingDataError: no dataset given, or (``data.validate_images``) some images cannot be decoded.
@@ -93,7 +95,9 @@ def make_training_data(
         if problems:
             raise TrainingDataError("unreadable images in the dataset (fix or remove them, then re-run "
                                     "`authface prepare`):\n  " + "\n  ".join(problems))  # fmt: skip
-    dataset = FaceRestorationDataset(records, data.resolution, data.degradation, seed, regions, data.prompt)
+    occlusions = None if task == "restore" else data.occlusions
+    dataset = FaceRestorationDataset(records, data.resolution, data.degradation, seed, regions, data.prompt,
+                                     occlusions=occlusions, occlusion_prob=data.occlusion_prob)  # fmt: skip
     sampler = EpochSampler(len(dataset), seed)
     loader = torch.utils.data.DataLoader(
         dataset, batch_size=batch_size, sampler=sampler, num_workers=data.num_workers,

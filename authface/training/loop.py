@@ -105,7 +105,14 @@ def train(
         authface.data.ManifestError: bad manifest records (all named by ``file:line``).
         FileNotFoundError: ``output.resume_from_checkpoint`` names a missing folder, or a model path is missing.
         authface.models.loading.ModelNotFoundError: a model id cannot be resolved.
+
+    ``cfg.task`` mask-segmenter trains the mask segmenter instead (:func:`.segmenter.train_segmenter`; no diffusion
+    components are loaded).
     """
+    if cfg.task == "mask-segmenter":
+        from .segmenter import train_segmenter
+
+        return train_segmenter(cfg, save_model=save_model, progress=progress)
     run = setup_run(cfg, build_components=build_components)
     accelerator, out = run.accelerator, run.out
     start = load_checkpoint(accelerator, out, cfg.output.resume_from_checkpoint, run.steps_per_epoch,
@@ -141,7 +148,7 @@ def setup_run(
     accelerator = _make_accelerator(cfg, out, tracker)
     set_seed(cfg.seed, device_specific=True)
     decode_first = cfg.output.num_validation if cfg.output.validation_steps else 0
-    data = make_training_data(cfg.data, cfg.facial.regions, cfg.optim.batch_size, cfg.seed, decode_first)
+    data = make_training_data(cfg.data, cfg.facial.regions, cfg.optim.batch_size, cfg.seed, decode_first, cfg.task)
     build = build_components or load_components
     run = _setup(cfg, out, accelerator, tracker, data, build(cfg))
     run.build_components = build
