@@ -74,11 +74,16 @@ def time_weight(
 
 
 def min_snr_weight(timesteps: torch.Tensor, alphas_cumprod: torch.Tensor, gamma: float, prediction_type: str):
-    """Min-SNR-γ loss weights (Hang et al. 2023) for ε- or v-prediction, (B,)."""
+    """Min-SNR-γ loss weights (Hang et al., "Efficient Diffusion Training via Min-SNR Weighting Strategy", ICCV
+    2023), (B,) float32: ``min(SNR, γ) / SNR`` for ε-prediction, ``min(SNR, γ) / (SNR + 1)`` for v-prediction,
+    SNR = ᾱ / (1 - ᾱ). Finite at zero SNR (a zero-terminal-SNR schedule's last timestep): the ε weight is its limit
+    1 there, the v weight 0."""
     a = alphas_cumprod.to(timesteps.device)[timesteps].float()
     snr = a / (1 - a)
-    w = torch.clamp(snr, max=gamma) / snr
-    return w * snr / (snr + 1) if prediction_type == "v_prediction" else w
+    clamped = torch.clamp(snr, max=gamma)
+    if prediction_type == "v_prediction":
+        return clamped / (snr + 1)
+    return torch.where(snr < gamma, torch.ones_like(snr), clamped / snr.clamp(min=torch.finfo(snr.dtype).tiny))
 
 
 def crop_regions(latents: torch.Tensor, boxes: torch.Tensor, size: int = 8) -> torch.Tensor:

@@ -178,3 +178,16 @@ def test_region_discriminators_run_in_one_call():
     loss.discriminator_loss(target + 0.1, target, boxes)
     assert calls == [1]  # real and fake of every region: one forward (what DDP needs)
     assert isinstance(d["mouth"], torch.nn.Module)
+
+
+def test_min_snr_weights_are_finite_at_zero_terminal_snr():
+    """A zero-terminal-SNR schedule (ᾱ_T = 0): the ε weight is its limit 1, the v weight min(SNR, γ)/(SNR+1) = 0;
+    elsewhere the formulas of Hang et al. (2023)."""
+    ac = torch.tensor([0.99, 0.5, 0.01, 0.0])
+    snr = ac / (1 - ac)
+    t = torch.arange(4)
+    eps = min_snr_weight(t, ac, 5.0, "epsilon")
+    v = min_snr_weight(t, ac, 5.0, "v_prediction")
+    assert torch.isfinite(eps).all() and torch.isfinite(v).all()
+    assert torch.allclose(eps, torch.stack([5.0 / snr[0], torch.tensor(1.0), torch.tensor(1.0), torch.tensor(1.0)]))
+    assert torch.allclose(v, torch.clamp(snr, max=5.0) / (snr + 1)) and v[-1] == 0

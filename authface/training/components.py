@@ -44,7 +44,7 @@ def load_components(cfg: TrainConfig) -> dict:
 
     Returns:
         dict with ``vae``, ``text_encoder``, ``tokenizer``, ``unet``, ``controlnet``, ``scheduler`` (the inference
-        scheduler of the base), float32 on CPU. ``controlnet`` is made from the UNet when ``model.controlnet`` is
+        scheduler of the base), and for an SDXL base ``text_encoder_2``, ``tokenizer_2``; float32 on CPU. ``controlnet`` is made from the UNet when ``model.controlnet`` is
         None, else loaded from that hub id, folder or single file.
 
     Raises:
@@ -58,7 +58,8 @@ def load_components(cfg: TrainConfig) -> dict:
     if m.base == TINY_RANDOM_BASE:
         comps = tiny_random_components(cfg.seed)
     else:
-        comps, _ = load_base_components(m.base, torch.float32, m.single_file_config, m.revision, m.variant)
+        comps, _ = load_base_components(m.base, torch.float32, m.single_file_config, m.revision, m.variant,
+                                        original_config=m.single_file_original_config)  # fmt: skip
     if m.controlnet is None:
         comps["controlnet"] = ControlNetModel.from_unet(comps["unet"])
     else:
@@ -85,8 +86,9 @@ def configure_trainable(comps: dict, model: TrainModelConfig) -> list[torch.nn.P
     from ..models.quality_prior import add_quality_prior
 
     unet, controlnet = comps["unet"], comps["controlnet"]
-    for module in (comps["vae"], comps["text_encoder"], unet, controlnet):
-        module.requires_grad_(False)
+    for module in (comps["vae"], comps["text_encoder"], comps.get("text_encoder_2"), unet, controlnet):
+        if module is not None:
+            module.requires_grad_(False)
     if model.train_lora:
         add_lora(unet, model.lora_rank, model.lora_alpha, model.lora_targets)
     if model.quality_prior:
@@ -141,7 +143,7 @@ def weight_dtype(mixed_precision: str) -> torch.dtype:
 
 
 def place_components(comps: dict, device, dtype: torch.dtype, cast_denoisers: bool | None = None) -> None:
-    """Move the VAE, text encoder, UNet and ControlNet of ``comps`` to ``device``, frozen weights in ``dtype``
+    """Move the VAE, text encoder(s), UNet and ControlNet of ``comps`` to ``device``, frozen weights in ``dtype``
     (the compute dtype) and every trainable parameter (LoRA, a trained ControlNet, the quality embedding) in
     float32, as diffusers' LoRA scripts do (``cast_training_params``).
 
@@ -154,8 +156,10 @@ def place_components(comps: dict, device, dtype: torch.dtype, cast_denoisers: bo
 
     if cast_denoisers is None:
         cast_denoisers = torch.device(device).type != "cpu"
-    for key in ("vae", "text_encoder", "unet", "controlnet"):
-        cast = key in ("vae", "text_encoder") or cast_denoisers
+    for key in ("vae", "text_encoder", "text_encoder_2", "unet", "controlnet"):
+        if comps.get(key) is None:  # text_encoder_2: SDXL only
+            continue
+        cast = key in ("vae", "text_encoder", "text_encoder_2") or cast_denoisers
         want = dtype if cast else torch.float32
         # a dtype only when it changes: diffusers logs a note for every .to(dtype=...) of some models
         comps[key].to(device) if comps[key].dtype == want else comps[key].to(device, dtype=want)

@@ -18,15 +18,20 @@ __all__ = ["LORA_WEIGHT_NAME", "TRAIN_CONFIG_NAME", "assemble_pipeline", "full_p
 
 
 def assemble_pipeline(accelerator, comps: dict, unet, controlnet):
-    """An :class:`authface.pipeline.AuthFacePipeline` on the frozen ``comps`` and the (unwrapped) trained models,
-    progress bar off; it shares their modules (no copy)."""
-    from ..pipeline import AuthFacePipeline
+    """An :class:`authface.pipeline.AuthFacePipeline` (or :class:`~authface.pipeline.AuthFaceXLPipeline` when
+    ``comps`` has SDXL's ``text_encoder_2``) on the frozen ``comps`` and the (unwrapped) trained models, progress
+    bar off; it shares their modules (no copy)."""
+    from ..pipeline import AuthFacePipeline, AuthFaceXLPipeline
 
-    pipe = AuthFacePipeline(
+    parts = dict(
         vae=comps["vae"], text_encoder=comps["text_encoder"], tokenizer=comps["tokenizer"],
         unet=accelerator.unwrap_model(unet), controlnet=accelerator.unwrap_model(controlnet),
         scheduler=comps["scheduler"],
     )  # fmt: skip
+    if comps.get("text_encoder_2") is not None:
+        pipe = AuthFaceXLPipeline(text_encoder_2=comps["text_encoder_2"], tokenizer_2=comps["tokenizer_2"], **parts)
+    else:
+        pipe = AuthFacePipeline(**parts)
     pipe.set_progress_bar_config(disable=True)
     return pipe
 
@@ -73,7 +78,8 @@ def save_model_folder(
     from peft.utils import get_peft_model_state_dict
 
     pipe = assemble_pipeline(accelerator, comps, unet, controlnet)
-    for module in (pipe.unet, pipe.controlnet, pipe.vae, pipe.text_encoder):  # a dtype only when it changes
+    modules = (pipe.unet, pipe.controlnet, pipe.vae, pipe.text_encoder, getattr(pipe, "text_encoder_2", None))
+    for module in filter(None, modules):  # a dtype only when it changes
         module.to("cpu") if module.dtype == torch.float32 else module.to("cpu", dtype=torch.float32)
     if with_lora:
         lora = convert_state_dict_to_diffusers(get_peft_model_state_dict(pipe.unet))

@@ -231,7 +231,22 @@ def _objective(
         cls = OneStepObjective
         kwargs.update(timestep=one_step[0], pixel_weight=one_step[1], caption_dropout=0.0)
         logger.info("one-step training at t*=%d (pixel loss weight %g)", *one_step)
+    kwargs.update(sdxl_conditioning(comps, cfg.data.resolution))
     return cls(comps["vae"], comps["text_encoder"], comps["tokenizer"], noise_scheduler, facial, **kwargs)
+
+
+def sdxl_conditioning(comps: dict, resolution: int) -> dict:
+    """The objective's SDXL fields for an SDXL ``comps`` (``text_encoder_2``, ``tokenizer_2``, ``add_time_ids``
+    of a whole ``resolution`` crop), ``{}`` for SD 1.x/2.x. Raises ValueError for a UNet that is not SDXL
+    base-type (a refiner)."""
+    if comps.get("text_encoder_2") is None:
+        return {}
+    from ..pipeline import sdxl_time_ids
+
+    encoder = comps["text_encoder_2"]
+    ids = sdxl_time_ids(comps["unet"], encoder.config.projection_dim, resolution, resolution, 1, encoder.device,
+                        torch.float32)  # fmt: skip
+    return {"text_encoder_2": encoder, "tokenizer_2": comps["tokenizer_2"], "add_time_ids": ids}
 
 
 def _run_epochs(run: TrainingRun, start: ResumePoint) -> None:

@@ -16,6 +16,9 @@ from ..losses import FacialFeatureLoss, IdentityLoss, min_snr_weight
 from ..models.one_step import predicted_x0
 from ..models.quality_prior import quality_labels
 
+TEXT_CACHE_SIZE = 1024
+"""Captions whose text embeddings are kept (cleared when full)."""
+
 __all__ = ["BatchLosses", "DiffusionObjective", "make_identity_loss", "predicted_x0", "x0_decoder"]
 
 
@@ -78,7 +81,9 @@ def make_identity_loss(cfg: IdentityLossConfig, num_train_timesteps: int, device
 class DiffusionObjective:
     """Computes :class:`BatchLosses` for a batch of the training loader with the frozen VAE and text encoder.
 
-    Batches hold ``hq``/``lq`` ``[-1, 1]`` RGB ``(B, 3, R, R)``, ``caption`` (B strings), ``boxes`` (B, regions, 4)
+    SD 1.x/2.x and SDXL (``text_encoder_2``, ``tokenizer_2`` and ``add_time_ids`` given: two text encoders, pooled
+    embedding and micro-conditioning passed to the ControlNet and the UNet as ``added_cond_kwargs``, as diffusers'
+    SDXL ControlNet training script does). Batches hold ``hq``/``lq`` ``[-1, 1]`` RGB ``(B, 3, R, R)``, ``caption`` (B strings), ``boxes`` (B, regions, 4)
     in crop pixels and ``quality`` (B,) in [0, 1]. Random draws (VAE posterior sample, noise, timesteps, caption
     dropout) use the global RNG, whose state checkpoints save and restore.
     """
@@ -100,10 +105,24 @@ class DiffusionObjective:
     """λ_id; the identity loss is skipped when 0, when ``identity`` is None or its weight mode is ``"off"``."""
     decode_x0: Callable[[torch.Tensor], torch.Tensor] | None = None
     """Decoder of predicted clean latents for the identity loss (:func:`x0_decoder`); default: the full VAE."""
+    text_encoder_2: torch.nn.Module | None = None
+    """SDXL's second text encoder (CLIPTextModelWithProjection); None for SD 1.x/2.x."""
+    tokenizer_2: object | None = None
+    add_time_ids: torch.Tensor | None = None
+    """SDXL: the (1, 6) micro-conditioning of a whole training crop (:func:`authface.pipeline.sdxl_time_ids`)."""
 
     def __post_init__(self) -> None:
+        self._text_cache: dict[str, tuple[torch.Tensor, ...]] = {}
+        if self.text_encoder_2 is not None and self.add_time_ids is None:
+            raise ValueError("an SDXL objective (text_encoder_2) needs add_time_ids (authface.pipeline.sdxl_time_ids)")
         self.alphas = self.noise_scheduler.alphas_cumprod.to(self.vae.device)
         self.prediction_type = self.noise_scheduler.config.prediction_type
+        if self.prediction_type == "epsilon" and float(self.alphas[-1]) == 0:
+            raise ValueError(
+                "a zero-terminal-SNR noise schedule (rescale_betas_zero_snr) with epsilon prediction: the clean "
+                "latent cannot be recovered at the last timestep (Lin et al., WACV 2024); train a v_prediction model "
+                "or use a scheduler without rescale_betas_zero_snr"
+            )
         self.vae_factor = 2 ** (len(self.vae.config.block_out_channels) - 1)
         self.use_facial = self.facial_weight > 0 and self.facial.weight_mode != "off"
         self.use_identity = (
@@ -113,11 +132,46 @@ class DiffusionObjective:
             self.decode_x0 = x0_decoder(self.vae, None, 0)
 
     @torch.no_grad()
-    def encode_text(self, captions: list[str]) -> torch.Tensor:
-        """Captions -> text embeddings (B, 77, D) in ``weight_dtype``."""
-        ids = self.tokenizer(captions, padding="max_length", max_length=self.tokenizer.model_max_length,
-                             truncation=True, return_tensors="pt").input_ids.to(self.text_encoder.device)  # fmt: skip
-        return self.text_encoder(ids)[0].to(self.weight_dtype)
+    def encode_text(self, captions: list[str], dropped: list[bool] | None = None) -> tuple[torch.Tensor, dict]:
+        """The text condition of ``captions`` (B strings): ``(embeds, added)`` in ``weight_dtype`` on the text
+        encoder's device, where ``embeds`` is (B, 77, D) and ``added`` is ``{}`` for SD 1.x/2.x, or for SDXL the
+        UNet's and ControlNet's ``added_cond_kwargs``: ``text_embeds`` (B, P) pooled, ``time_ids`` (B, 6).
+
+        ``dropped`` (B flags, caption dropout): the empty prompt for SD 1.x/2.x; zeros for SDXL, which is what the
+        SDXL pipeline feeds as the unconditional input (``force_zeros_for_empty_prompt``), so that classifier-free
+        guidance sees at inference the null condition it was trained with. Embeddings of each caption are cached
+        (the text encoders are frozen; most faces share the default prompt).
+        """
+        dropped = dropped or [False] * len(captions)
+        texts = ["" if d else c for c, d in zip(captions, dropped)]
+        missing = list(dict.fromkeys(t for t in texts if t not in self._text_cache))
+        if missing:
+            if len(self._text_cache) + len(missing) > TEXT_CACHE_SIZE:
+                self._text_cache.clear()
+            for text, row in zip(missing, zip(*self._encode(missing))):
+                self._text_cache[text] = row
+        rows = [self._text_cache[t] for t in texts]
+        embeds = torch.stack([r[0] for r in rows])
+        if self.text_encoder_2 is None:
+            return embeds, {}
+        pooled = torch.stack([r[1] for r in rows])
+        keep = torch.tensor([not d for d in dropped], device=embeds.device, dtype=embeds.dtype)
+        embeds, pooled = embeds * keep.view(-1, 1, 1), pooled * keep.view(-1, 1)
+        time_ids = self.add_time_ids.to(embeds.device, embeds.dtype).expand(len(texts), -1)
+        return embeds, {"text_embeds": pooled, "time_ids": time_ids}
+
+    def _encode(self, texts: list[str]) -> tuple[torch.Tensor, ...]:
+        """(embeds (N, 77, D),) for SD 1.x/2.x; (embeds (N, 77, D1 + D2), pooled (N, P)) for SDXL."""
+        if self.text_encoder_2 is None:
+            ids = self.tokenizer(texts, padding="max_length", max_length=self.tokenizer.model_max_length,
+                                 truncation=True, return_tensors="pt").input_ids.to(self.text_encoder.device)  # fmt: skip
+            return (self.text_encoder(ids)[0].to(self.weight_dtype),)
+        from ..pipeline import encode_sdxl_text
+
+        embeds, pooled = encode_sdxl_text(
+            (self.tokenizer, self.tokenizer_2), (self.text_encoder, self.text_encoder_2), texts
+        )
+        return embeds.to(self.weight_dtype), pooled.to(self.weight_dtype)
 
     def __call__(self, batch: dict, unet, controlnet, autocast) -> BatchLosses:
         """The losses of ``batch`` through ``controlnet`` and ``unet`` run under the ``autocast()`` context."""
@@ -131,9 +185,9 @@ class DiffusionObjective:
         noise = torch.randn_like(latents)
         t = torch.randint(0, self.noise_scheduler.config.num_train_timesteps, (b,), device=latents.device)
         noisy = self.noise_scheduler.add_noise(latents, noise, t)
-        captions = [c if torch.rand(()) >= self.caption_dropout else "" for c in batch["caption"]]
-        embeds = self.encode_text(captions)
-        pred = self.model_output(batch, noisy, t, embeds, lq, unet, controlnet, autocast)
+        dropped = [bool(torch.rand(()) < self.caption_dropout) for _ in batch["caption"]]
+        embeds, added = self.encode_text(list(batch["caption"]), dropped)
+        pred = self.model_output(batch, noisy, t, embeds, lq, unet, controlnet, autocast, added)
         if self.prediction_type == "epsilon":
             target = noise
         else:
@@ -157,18 +211,21 @@ class DiffusionObjective:
             out.loss = out.loss + self.identity_weight * out.identity_loss
         return out
 
-    def model_output(self, batch: dict, latents, t, embeds, lq, unet, controlnet, autocast) -> torch.Tensor:
+    def model_output(
+        self, batch: dict, latents, t, embeds, lq, unet, controlnet, autocast, added: dict | None = None
+    ) -> torch.Tensor:
         """The ControlNet (on the degraded crops ``lq`` in [-1, 1], with the batch's quality labels when the
         prior is on) + UNet output on ``latents`` (B, 4, h, w) at timesteps ``t`` (B,), run under ``autocast()``;
-        float32 (B, 4, h, w)."""
-        cn_kwargs = {}
+        float32 (B, 4, h, w). ``added``: SDXL's ``added_cond_kwargs`` (from :meth:`encode_text`), given to both."""
+        kwargs = {"added_cond_kwargs": added} if added else {}
+        cn_kwargs = dict(kwargs)
         if self.quality_prior:
             cn_kwargs["class_labels"] = quality_labels(batch["quality"].float(), latents.shape[0], latents.device)
         with autocast():
             down, mid = controlnet(latents, t, encoder_hidden_states=embeds, controlnet_cond=(lq + 1) / 2,
                                    return_dict=False, **cn_kwargs)  # fmt: skip
             pred = unet(latents, t, encoder_hidden_states=embeds, down_block_additional_residuals=down,
-                        mid_block_additional_residual=mid, return_dict=False)[0]  # fmt: skip
+                        mid_block_additional_residual=mid, return_dict=False, **kwargs)[0]  # fmt: skip
         return pred.float()
 
     def discriminator_loss(

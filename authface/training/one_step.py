@@ -68,8 +68,8 @@ class OneStepObjective(DiffusionObjective):
             latents = (self.vae.encode(hq).latent_dist.sample() * sf).float()  # (B, 4, R/8, R/8) target
             lq_latents = (self.vae.encode(lq).latent_dist.mode() * sf).float()  # the UNet's input at t*
         t = torch.full((b,), self.timestep, device=latents.device, dtype=torch.long)
-        embeds = self.encode_text(list(batch["caption"]))
-        pred = self.model_output(batch, lq_latents, t, embeds, lq, unet, controlnet, autocast)
+        embeds, added = self.encode_text(list(batch["caption"]))
+        pred = self.model_output(batch, lq_latents, t, embeds, lq, unet, controlnet, autocast, added)
         a = self.alphas[t].view(-1, 1, 1, 1).float()
         x0 = predicted_x0(lq_latents, pred, a, self.prediction_type)
         latent_loss = F.mse_loss(x0, latents)
