@@ -154,3 +154,23 @@ def test_epsilon_with_zero_terminal_snr_is_refused_by_name(dataset, tmp_path):
 
     with pytest.raises(ValueError, match="v_prediction"):
         setup_run(_cfg(dataset, tmp_path / "e"), build_components=eps_zero_snr)
+
+
+@pytest.mark.parametrize("force_upcast", [True, False])
+def test_sdxl_vae_stays_float32_under_fp16_unless_fixed(force_upcast):
+    """SDXL's VAE overflows in float16 (NaN latents, black faces): training keeps it float32, as the pipeline
+    upcasts it, unless its config clears force_upcast (an fp16-fixed VAE); SD 1.x VAEs are cast."""
+    from authface.config import TrainModelConfig
+    from authface.testing.tiny_model import tiny_sdxl_components
+    from authface.training.components import configure_trainable, place_components
+
+    comps = tiny_sdxl_components()
+    comps["vae"].register_to_config(force_upcast=force_upcast)
+    configure_trainable(comps, TrainModelConfig())
+    place_components(comps, "cpu", torch.float16)
+    assert comps["vae"].dtype == (torch.float32 if force_upcast else torch.float16)
+    assert comps["text_encoder"].dtype == comps["text_encoder_2"].dtype == torch.float16
+    sd = tiny_components()
+    configure_trainable(sd, TrainModelConfig())
+    place_components(sd, "cpu", torch.float16)
+    assert sd["vae"].dtype == torch.float16

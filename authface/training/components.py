@@ -137,6 +137,16 @@ def make_optimizer(params: Iterable[torch.nn.Parameter], optim: OptimConfig) -> 
     return torch.optim.AdamW(params, lr=optim.learning_rate, weight_decay=optim.weight_decay)
 
 
+def sdxl_vae_needs_upcast(comps: dict) -> bool:
+    """Whether ``comps`` is SDXL (has ``text_encoder_2``) with a VAE that overflows in float16: its config sets
+    ``force_upcast``, or lacks the key (a config made from the original YAML), as
+    :meth:`authface.pipeline.AuthFaceXLPipeline.vae_needs_upcast` decides."""
+    if comps.get("text_encoder_2") is None:
+        return False
+    config = comps["vae"].config
+    return bool(getattr(config, "force_upcast", True)) or "force_upcast" in config.get("_use_default_values", [])
+
+
 def weight_dtype(mixed_precision: str) -> torch.dtype:
     """The dtype of the frozen weights: float16 / bfloat16 under mixed precision, else float32."""
     return {"fp16": torch.float16, "bf16": torch.bfloat16}.get(mixed_precision, torch.float32)
@@ -147,7 +157,8 @@ def place_components(comps: dict, device, dtype: torch.dtype, cast_denoisers: bo
     (the compute dtype) and every trainable parameter (LoRA, a trained ControlNet, the quality embedding) in
     float32, as diffusers' LoRA scripts do (``cast_training_params``).
 
-    The VAE and text encoder are always cast. The UNet's and ControlNet's frozen weights are cast when
+    The VAE and text encoder(s) are always cast, except SDXL's VAE in float16, which overflows (NaN) there and stays
+    float32 unless its config clears ``force_upcast`` (as the SDXL pipeline decides, :func:`sdxl_vae_needs_upcast`). The UNet's and ControlNet's frozen weights are cast when
     ``cast_denoisers`` (default: ``device`` is not the CPU): CPU autocast does not cover GroupNorm, so a bf16
     GroupNorm fed by a float32 LoRA sum fails there; on CPU they stay float32. Call after
     :func:`configure_trainable` and before the optimiser is built. In place; the parameter objects stay the same.
@@ -160,6 +171,10 @@ def place_components(comps: dict, device, dtype: torch.dtype, cast_denoisers: bo
         if comps.get(key) is None:  # text_encoder_2: SDXL only
             continue
         cast = key in ("vae", "text_encoder", "text_encoder_2") or cast_denoisers
+        if key == "vae" and dtype == torch.float16 and sdxl_vae_needs_upcast(comps):
+            cast = False
+            logger.info("SDXL's VAE overflows in float16: it stays float32 (an fp16-fixed VAE config clears "
+                        "force_upcast)")  # fmt: skip
         want = dtype if cast else torch.float32
         # a dtype only when it changes: diffusers logs a note for every .to(dtype=...) of some models
         comps[key].to(device) if comps[key].dtype == want else comps[key].to(device, dtype=want)

@@ -175,7 +175,7 @@ class DiffusionObjective:
 
     def __call__(self, batch: dict, unet, controlnet, autocast) -> BatchLosses:
         """The losses of ``batch`` through ``controlnet`` and ``unet`` run under the ``autocast()`` context."""
-        device, dtype = self.vae.device, self.weight_dtype
+        device, dtype = self.vae.device, self.vae.dtype  # the VAE's: SDXL's stays float32 under fp16
         hq = batch["hq"].to(device, dtype=dtype)
         lq = batch["lq"].to(device, dtype=dtype)
         b = hq.shape[0]

@@ -60,7 +60,7 @@ class OneStepObjective(DiffusionObjective):
 
     def __call__(self, batch: dict, unet, controlnet, autocast) -> BatchLosses:
         """The one-step losses of ``batch`` through ``controlnet`` and ``unet`` run under ``autocast()``."""
-        device, dtype = self.vae.device, self.weight_dtype
+        device, dtype = self.vae.device, self.vae.dtype  # the VAE's: SDXL's stays float32 under fp16
         hq = batch["hq"].to(device, dtype=dtype)
         lq = batch["lq"].to(device, dtype=dtype)
         b, sf = hq.shape[0], self.vae.config.scaling_factor
