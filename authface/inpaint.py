@@ -10,10 +10,14 @@ Two passes over the same crops (each face keeps its own seed):
    pipelines do; Lugmayr et al., "RePaint", CVPR 2022, without resampling): the generated region grows out of,
    and matches, its restored surroundings.
 
+A ControlNet trained with ``--task inpaint`` has the mask as a fourth condition channel
+(:mod:`authface.models.mask_channel`): the second pass then gives it the crop as it is (occluder included) and the
+mask, as in training, instead of the pre-filled crop; the plain pass gives it an empty mask.
+
 The output is ``m * generated + (1 - m) * R`` with ``m`` the mask feathered by a few pixels, so outside the mask
 (and its feather) the output equals plain restoration exactly. Hand-written: diffusers' inpainting pipelines do
-not take a ControlNet restoration pass and per-face generators. The ControlNet sees the mask only through the
-pre-filled image (no extra mask channel: that needs a ControlNet trained with one).
+not take a ControlNet restoration pass and per-face generators. A ControlNet without the mask channel sees the mask only
+through the pre-filled image.
 """
 
 from __future__ import annotations
@@ -26,6 +30,8 @@ import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
+
+from .models.mask_channel import has_mask_channel
 
 logger = logging.getLogger(__name__)
 
@@ -111,7 +117,11 @@ def _generate(pipe, crops, masks, restored, seeds, call: dict) -> list[np.ndarra
         return {"latents": lat_mask * latents + (1.0 - lat_mask) * pinned.to(latents.dtype)}
 
     args = {k: v for k, v in call.items() if k not in ("strength", "batch_size", "objectives")}
-    out = pipe(image=[prefill(c, m) for c, m in zip(crops, masks)], strength=1.0, batch_size=len(crops),
+    if has_mask_channel(pipe.controlnet):  # trained on occluded crops + their masks: give it exactly that
+        control, args["mask"] = list(crops), list(masks)
+    else:
+        control = [prefill(c, m) for c, m in zip(crops, masks)]
+    out = pipe(image=control, strength=1.0, batch_size=len(crops),
                generator=[torch.Generator("cpu").manual_seed(s) for s in seeds], output_type="np",
                callback_on_step_end=blend, callback_on_step_end_tensor_inputs=["latents"], **args)  # fmt: skip
     return [np.asarray(img, dtype=np.float32) for img in out.images]

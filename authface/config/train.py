@@ -74,9 +74,10 @@ class TrainDataConfig:
     occlusions: OcclusionKind = "both"
     """task inpaint / mask-segmenter: what hides part of each training face: synthetic face masks (placed from the
     landmarks), old-photo damage (scratches, creases, tears, stains), or either (half and half)."""
-    occlusion_prob: float = 0.9
-    """task inpaint / mask-segmenter: the fraction of training faces that get an occlusion (the rest teach the
-    segmenter to find nothing, and the inpainter to restore as usual)."""
+    occlusion_prob: float | None = None
+    """task inpaint / mask-segmenter: the fraction of training faces that get an occlusion; None: 1.0 for inpaint
+    (its losses look only inside the mask, so a whole face teaches nothing) and 0.9 for the segmenter (whole faces
+    teach it to find nothing)."""
     validate_images: bool = True
     """Check every image before training (header and, for PNG, chunk checksums: no pixel decode; the validation
     faces are decoded in full) and stop with a list of unreadable files."""
@@ -190,7 +191,7 @@ class TrainConfig:
                 raise ConfigError(f"{key} must be >= 1, got {value}")
         if d.resolution < 64 or d.resolution % 8:
             raise ConfigError(f"data.resolution must be a multiple of 8 and >= 64, got {d.resolution}")
-        if not 0 <= d.occlusion_prob <= 1:
+        if d.occlusion_prob is not None and not 0 <= d.occlusion_prob <= 1:
             raise ConfigError(f"data.occlusion_prob must be in [0, 1], got {d.occlusion_prob}")
         if not 0 <= d.caption_dropout < 1:
             raise ConfigError(f"data.caption_dropout must be in [0, 1), got {d.caption_dropout}")

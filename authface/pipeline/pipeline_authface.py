@@ -37,6 +37,7 @@ from ..guidance import Guidance, GuidanceContext, apply_guidance, final_values
 from ..models.few_step import few_step_settings, guidance_scale_embedding, img2img_timesteps
 from ..models.one_step import one_step_timestep as read_one_step_timestep
 from ..models.one_step import predicted_x0
+from ..models.mask_channel import control_condition, mask_tensor
 from ..models.quality_prior import DEFAULT_QUALITY, has_quality_prior, quality_labels
 from ..models.speed import cache_condition_embedding
 from .checks import InputChecks
@@ -266,6 +267,7 @@ class AuthFacePipeline(InputChecks, DiffusionPipeline, StableDiffusionLoraLoader
         callback_on_step_end: Callable | PipelineCallback | MultiPipelineCallbacks | None = None,
         callback_on_step_end_tensor_inputs: Sequence[str] = ("latents",),
         one_step_timestep: int | None = None,
+        mask=None,
         **kwargs,
     ) -> AuthFacePipelineOutput | tuple:
         """Restore aligned crops.
@@ -288,6 +290,9 @@ class AuthFacePipeline(InputChecks, DiffusionPipeline, StableDiffusionLoraLoader
         steps (the current latents are still decoded).
         one_step_timestep: run the one-step mode at this t* (default: the model's own :attr:`one_step_timestep`;
         ``num_inference_steps``, ``strength``, ``guidance_scale`` and objectives are then not used).
+        mask: for a ControlNet with the mask channel (:mod:`authface.models.mask_channel`, ``--task inpaint``): the
+        region to generate per crop ((B, 1, H, W) / (B, H, W) tensor or B (H, W) arrays, nonzero = generate), its
+        fourth condition channel; None = zeros. A ValueError for a ControlNet without that channel.
         LCM and TCD schedulers get the CFG handling they need (:func:`authface.models.few_step.few_step_settings`).
         Raises ValueError for invalid arguments (see :meth:`check_inputs`); ``NonFiniteOutputError`` (a
         RuntimeError, :mod:`authface.pipeline.decode`) when sampling or decoding gives NaN/inf for an image even
@@ -299,6 +304,7 @@ class AuthFacePipeline(InputChecks, DiffusionPipeline, StableDiffusionLoraLoader
 
         # 1. check inputs
         image = self._to_tensor(image)
+        mask = None if mask is None else mask_tensor(mask, image)
         one_step = self.one_step_timestep if one_step_timestep is None else one_step_timestep
         self.check_inputs(image, num_inference_steps, strength, batch_size, generator, color_fix, objectives,
                           quality_target, output_type, callback_on_step_end_tensor_inputs, one_step)  # fmt: skip
@@ -328,7 +334,8 @@ class AuthFacePipeline(InputChecks, DiffusionPipeline, StableDiffusionLoraLoader
             for start in starts:
                 chunk = image[start : start + batch_size].to(device=device, dtype=torch.float32)
                 gen = generator[start : start + batch_size] if isinstance(generator, list) else generator
-                out, log, final = self._restore_batch(chunk, cond, uncond, gen, run)
+                part = None if mask is None else mask[start : start + batch_size].to(device)
+                out, log, final = self._restore_batch(chunk, cond, uncond, gen, run, part)
                 outputs.append(out)
                 logs.extend(log)
                 finals.extend(final)
@@ -348,10 +355,10 @@ class AuthFacePipeline(InputChecks, DiffusionPipeline, StableDiffusionLoraLoader
         arrays = io.tensor_to_numpy(images)  # uint8 (B, H, W, 3)
         return arrays if output_type == "np" else [PIL.Image.fromarray(a) for a in arrays]
 
-    def _prepare_condition(self, image, cond, uncond, run: _Sampling) -> dict:
+    def _prepare_condition(self, image, cond, uncond, run: _Sampling, mask=None) -> dict:
         """The (CFG-doubled: [uncond, cond]) text condition, ControlNet condition and quality class labels."""
         state = self.text_condition(cond, uncond, image)
-        control = ((image + 1) / 2).to(run.dtype)  # degraded crop in [0, 1], (B, 3, H, W)
+        control = control_condition(self.controlnet, image, mask).to(run.dtype)  # crop in [0, 1] (+ mask)
         if uncond is not None:
             control = torch.cat([control, control])
         labels = None  # the quality prior: a class label added to the ControlNet's time embedding
@@ -418,10 +425,11 @@ class AuthFacePipeline(InputChecks, DiffusionPipeline, StableDiffusionLoraLoader
             noise_pred = uncond_pred + self.guidance_scale * (cond_pred - uncond_pred)
         return noise_pred
 
-    def _restore_batch(self, image, cond, uncond, generator, run: _Sampling):
-        """One batch of crops [-1, 1] (B, 3, H, W) -> (restored [-1, 1] (B, 3, H, W) or latents, log, final)."""
+    def _restore_batch(self, image, cond, uncond, generator, run: _Sampling, mask=None):
+        """One batch of crops [-1, 1] (B, 3, H, W) (+ masks (B, 1, H, W)) -> (restored [-1, 1] or latents, log,
+        final)."""
         b = image.shape[0]
-        state = self._prepare_condition(image, cond, uncond, run)
+        state = self._prepare_condition(image, cond, uncond, run, mask)
         if run.one_step is not None:
             latents = self.one_step_latents(image, state, run)
             return self._finish_batch(image, latents, [[] for _ in range(b)], None, None, run)

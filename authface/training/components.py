@@ -75,12 +75,13 @@ def add_lora(unet, rank: int, alpha: int, targets: Sequence[str]) -> None:
     unet.add_adapter(config)
 
 
-def configure_trainable(comps: dict, model: TrainModelConfig) -> list[torch.nn.Parameter]:
+def configure_trainable(comps: dict, model: TrainModelConfig, mask_channel: bool = False) -> list[torch.nn.Parameter]:
     """Freeze ``comps`` (from :func:`load_components`), add what ``model`` trains, return the trainable parameters.
 
     Trained: LoRA on the UNet (``model.train_lora``), the whole ControlNet (``model.train_controlnet``) or only its
     quality embedding (``model.quality_prior`` without ``train_controlnet``); gradient checkpointing on both when
-    asked. The parameters come UNet's first, then the ControlNet's. Modifies ``comps["unet"]`` and
+    asked. ``mask_channel`` (task inpaint): the ControlNet's condition gets the zero-initialised mask channel
+    (:func:`authface.models.mask_channel.add_mask_channel`). The parameters come UNet's first, then the ControlNet's. Modifies ``comps["unet"]`` and
     ``comps["controlnet"]`` in place and draws the global RNG (LoRA and prior initialisation).
     """
     from ..models.quality_prior import add_quality_prior
@@ -93,6 +94,10 @@ def configure_trainable(comps: dict, model: TrainModelConfig) -> list[torch.nn.P
         add_lora(unet, model.lora_rank, model.lora_alpha, model.lora_targets)
     if model.quality_prior:
         add_quality_prior(controlnet)
+    if mask_channel:
+        from ..models.mask_channel import add_mask_channel
+
+        add_mask_channel(controlnet)
     if model.train_controlnet:
         controlnet.requires_grad_(True)
     elif model.quality_prior:

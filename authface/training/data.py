@@ -96,8 +96,11 @@ def make_training_data(
             raise TrainingDataError("unreadable images in the dataset (fix or remove them, then re-run "
                                     "`authface prepare`):\n  " + "\n  ".join(problems))  # fmt: skip
     occlusions = None if task == "restore" else data.occlusions
+    prob = data.occlusion_prob
+    if prob is None:  # inpainting learns only inside masks: every face occluded; the segmenter also sees whole ones
+        prob = 1.0 if task == "inpaint" else 0.9
     dataset = FaceRestorationDataset(records, data.resolution, data.degradation, seed, regions, data.prompt,
-                                     occlusions=occlusions, occlusion_prob=data.occlusion_prob)  # fmt: skip
+                                     occlusions=occlusions, occlusion_prob=prob)  # fmt: skip
     sampler = EpochSampler(len(dataset), seed)
     loader = torch.utils.data.DataLoader(
         dataset, batch_size=batch_size, sampler=sampler, num_workers=data.num_workers,

@@ -50,7 +50,7 @@ def full_precision_models(
     from .components import configure_trainable
 
     comps = build_components(cfg)
-    configure_trainable(comps, cfg.model)
+    configure_trainable(comps, cfg.model, mask_channel=cfg.task == "inpaint")
     for fresh, trained in ((comps["unet"], unet), (comps["controlnet"], controlnet)):
         update = {
             n: p.detach().to("cpu", torch.float32) for n, p in trained.named_parameters() if p.requires_grad

@@ -32,6 +32,7 @@ from .components import (
 from .data import TrainingData, make_training_data
 from .export import full_precision_models, save_model_folder
 from .objective import BatchLosses, DiffusionObjective, make_identity_loss, x0_decoder
+from .inpaint import InpaintObjective
 from .one_step import OneStepObjective, one_step_settings
 from .steps import optimise_batch
 from .tracking import TRAIN_LOG, flat_config, log_step, tracker_name
@@ -176,7 +177,7 @@ def _setup(cfg: TrainConfig, out: Path, accelerator, tracker: str | None, data: 
 
     device, dtype = accelerator.device, weight_dtype(cfg.optim.mixed_precision)
     noise_scheduler = DDPMScheduler.from_config(comps["scheduler"].config)
-    trainable = configure_trainable(comps, cfg.model)
+    trainable = configure_trainable(comps, cfg.model, mask_channel=cfg.task == "inpaint")
     place_components(comps, device, dtype)
     objective = _objective(cfg, comps, noise_scheduler, dtype, device)
     optimizer = make_optimizer(trainable, cfg.optim)
@@ -226,7 +227,7 @@ def _objective(
         quality_prior=cfg.model.quality_prior, weight_dtype=dtype, identity=identity, identity_weight=ident.weight,
         decode_x0=decode,
     )  # fmt: skip
-    cls, one_step = DiffusionObjective, one_step_settings(cfg.model)
+    cls, one_step = (InpaintObjective if cfg.task == "inpaint" else DiffusionObjective), one_step_settings(cfg.model)
     if one_step is not None:  # no caption dropout: a one-step model runs without CFG
         cls = OneStepObjective
         kwargs.update(timestep=one_step[0], pixel_weight=one_step[1], caption_dropout=0.0)

@@ -192,14 +192,14 @@ class DiffusionObjective:
             target = noise
         else:
             target = self.noise_scheduler.get_velocity(latents, noise, t)
-        mse = F.mse_loss(pred, target, reduction="none").mean(dim=(1, 2, 3))  # (B,)
+        mse = self.sample_mse(pred, target, batch)  # (B,)
         if self.min_snr_gamma:
             mse = mse * min_snr_weight(t, self.alphas, self.min_snr_gamma, self.prediction_type)
         diffusion_loss = mse.mean()
         out = BatchLosses(diffusion_loss, diffusion_loss)
         if self.use_facial or self.use_identity:
             a = self.alphas[t].view(-1, 1, 1, 1).float()
-            out.pred_x0 = predicted_x0(noisy, pred, a, self.prediction_type)
+            out.pred_x0 = self.composite(predicted_x0(noisy, pred, a, self.prediction_type), latents, batch)
             out.latents = latents
         if self.use_facial:
             out.boxes = batch["boxes"].to(latents.device) / self.vae_factor  # (B, R, 4) on the latent grid
@@ -222,11 +222,26 @@ class DiffusionObjective:
         if self.quality_prior:
             cn_kwargs["class_labels"] = quality_labels(batch["quality"].float(), latents.shape[0], latents.device)
         with autocast():
-            down, mid = controlnet(latents, t, encoder_hidden_states=embeds, controlnet_cond=(lq + 1) / 2,
-                                   return_dict=False, **cn_kwargs)  # fmt: skip
+            down, mid = controlnet(latents, t, encoder_hidden_states=embeds,
+                                   controlnet_cond=self.control_image(batch, lq), return_dict=False,
+                                   **cn_kwargs)  # fmt: skip
             pred = unet(latents, t, encoder_hidden_states=embeds, down_block_additional_residuals=down,
                         mid_block_additional_residual=mid, return_dict=False, **kwargs)[0]  # fmt: skip
         return pred.float()
+
+    # Hooks of the inpainting objective (authface/training/inpaint.py): what the ControlNet sees, which latent
+    # elements the diffusion loss averages, and the clean latent the facial / identity / GAN losses look at.
+    def control_image(self, batch: dict, lq: torch.Tensor) -> torch.Tensor:
+        """The ControlNet condition: the degraded crops ``lq`` ([-1, 1]) in [0, 1], (B, 3, R, R)."""
+        return (lq + 1) / 2
+
+    def sample_mse(self, pred: torch.Tensor, target: torch.Tensor, batch: dict) -> torch.Tensor:
+        """Per-sample MSE (B,) of the model output against its target, both (B, 4, h, w)."""
+        return F.mse_loss(pred, target, reduction="none").mean(dim=(1, 2, 3))
+
+    def composite(self, pred_x0: torch.Tensor, latents: torch.Tensor, batch: dict) -> torch.Tensor:
+        """The predicted clean latent the region losses see: ``pred_x0`` itself."""
+        return pred_x0
 
     def discriminator_loss(
         self, losses: BatchLosses, discriminators: torch.nn.Module | None = None

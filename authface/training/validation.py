@@ -22,6 +22,7 @@ def restore_validation_faces(pipe, dataset, n: int, prompt: str,
     """(LQ, restored, HQ), each ``[-1, 1]`` RGB ``(n, 3, R, R)`` on CPU, for the first ``n`` samples of epoch 0.
 
     ``one_step``: t* of a one-step run (the faces are restored in the one-step mode), else None (20 steps).
+    Inpainting runs (samples with a ``mask``) give the masks to the ControlNet's mask channel.
 
     Epoch 0's degradations every time, so successive grids show the same inputs; the dataset's epoch is restored
     afterwards, and so is the train/eval mode of the pipeline's UNet and ControlNet.
@@ -38,6 +39,8 @@ def restore_validation_faces(pipe, dataset, n: int, prompt: str,
         m.eval()
     try:
         mode = {} if one_step is None else {"one_step_timestep": one_step}
+        if "mask" in items[0]:  # task inpaint: generate inside the faces' synthetic occlusions
+            mode["mask"] = torch.stack([it["mask"] for it in items])
         out = pipe(lq, prompt=prompt, num_inference_steps=VALIDATION_STEPS, strength=1.0,
                    generator=[torch.Generator().manual_seed(i) for i in range(n)], color_fix="none",
                    output_type="pt", **mode).images  # fmt: skip
