@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -175,6 +176,47 @@ def build_detector(f):
     return create_detector(f.detector, f.detector_model, **kwargs)
 
 
+#: crop_masker(crops: list[uint8 RGB (S, S, 3)]) -> list of bool (S, S) masks (True = region to generate)
+CropMasker = Callable[[list[np.ndarray]], list[np.ndarray]]
+
+
+def mask_segmenter_path(cfg: RestoreConfig) -> Path | None:
+    """The mask segmenter folder for ``io.mask`` auto (None for any other ``io.mask``): ``io.mask_model``, else
+    the ``mask_segmenter/`` subfolder of the local model folder ``model.model``.
+
+    Raises:
+        FileNotFoundError: auto, no ``io.mask_model`` and no such subfolder (the message says how to train one).
+    """
+    from .models.mask_segmenter import HOW_TO_TRAIN, SUBFOLDER
+
+    if cfg.io.mask != "auto":
+        return None
+    if cfg.io.mask_model:
+        return Path(cfg.io.mask_model).expanduser()
+    own = Path(cfg.model.model).expanduser() / SUBFOLDER
+    if own.is_dir():
+        return own
+    why = "--task old-photo needs a damage mask (--mask FILE|DIR, or auto): " if cfg.sampler.task == "old-photo" else ""
+    raise FileNotFoundError(f"{why}--mask auto needs a trained mask segmenter: the model {cfg.model.model} has no "
+                            f"{SUBFOLDER}/ folder and no --mask-model was given; {HOW_TO_TRAIN}")  # fmt: skip
+
+
+def build_crop_masker(cfg: RestoreConfig, device) -> CropMasker | None:
+    """For ``io.mask`` auto: the loaded mask segmenter as a :data:`CropMasker` (None for any other ``io.mask``).
+
+    Raises:
+        FileNotFoundError, ValueError: no segmenter, or a folder that holds none (named, with how to train one).
+    """
+    path = mask_segmenter_path(cfg)
+    if path is None:
+        return None
+    from .models.mask_segmenter import load_mask_segmenter, predict_masks
+
+    segmenter = load_mask_segmenter(path, device)
+    logger.info("--mask auto: mask segmenter from %s", path)
+    return lambda crops: list(predict_masks(segmenter, crops))
+
+
 @dataclass
 class RestorerParts:
     """What a FaceRestorer is made of, plus what was loaded (for the manifest and the user)."""
@@ -188,13 +230,16 @@ class RestorerParts:
     device: Any
     dtype: Any
     config: RestoreConfig
+    crop_masker: CropMasker | None = None
+    """For ``io.mask`` auto: finds each aligned crop's mask (see :func:`build_crop_masker`)."""
 
 
 def build_parts(cfg: RestoreConfig) -> RestorerParts:
     """Model, device, detector, objectives and face stage from a resolved config.
 
     Raises:
-        OSError (ModelNotFoundError), ValueError, ImportError: what loading the model, detector or objectives raised.
+        OSError (ModelNotFoundError), ValueError, ImportError: what loading the model, detector, objectives or
+            mask segmenter raised.
     """
     from .models.loading import load_tiny_decoder, resolve_device, resolve_dtype
     from .pipeline import configure_pipeline, load_pipeline, set_scheduler
@@ -202,6 +247,7 @@ def build_parts(cfg: RestoreConfig) -> RestorerParts:
     m, s, f = cfg.model, cfg.sampler, cfg.face
     device = resolve_device(m.device)
     dtype = resolve_dtype(m.dtype, device)
+    crop_masker = build_crop_masker(cfg, device)  # first: a missing segmenter stops before the big model loads
     detector = build_detector(f)
     pipe = load_pipeline(m.model, m.controlnet, m.lora, m.lora_scale, dtype, m.single_file_config, m.revision, m.variant,
                          controlnet_single_file_config=m.controlnet_single_file_config, vae=m.vae)  # fmt: skip
@@ -220,4 +266,4 @@ def build_parts(cfg: RestoreConfig) -> RestorerParts:
     )  # fmt: skip
     stage = FaceStage(detector, f.crop_size, f.only_center_face, f.min_face_size, f.max_faces, f.aligned,
                       build_upsampler(f, device))  # fmt: skip
-    return RestorerParts(restore_fn, stage, f.upscale, s.batch_size, s.seed, pipe, device, dtype, cfg)
+    return RestorerParts(restore_fn, stage, f.upscale, s.batch_size, s.seed, pipe, device, dtype, cfg, crop_masker)

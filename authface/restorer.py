@@ -103,6 +103,10 @@ class FaceRestorer:
             model's chroma.
         keep_unmasked: with a mask, every pixel outside it is the input's (upscaled) pixel; by default the
             whole photo is restored and only the masked region is generated.
+        crop_masker: finds the region to generate in aligned crops (``--mask auto``: the mask segmenter;
+            ``crops: list[uint8 RGB (S, S, 3)] -> list[bool (S, S)]``), used for photos given without a mask:
+            each face is inpainted with its own crop's mask (an empty one: plain restoration), and the photo's
+            mask (for ``keep_unmasked`` and the background fill) is the union of the crop masks warped back.
     """
 
     def __init__(
@@ -117,6 +121,7 @@ class FaceRestorer:
         keep_monochrome: bool = True,
         colorize: bool = False,
         keep_unmasked: bool = False,
+        crop_masker: Callable[[list[np.ndarray]], list[np.ndarray]] | None = None,
     ):
         if int(upscale) != upscale or upscale < 1:
             raise ValueError(f"upscale must be an integer >= 1, got {upscale!r}")
@@ -132,6 +137,7 @@ class FaceRestorer:
         self.keep_monochrome = keep_monochrome and not colorize
         self.colorize = colorize
         self.keep_unmasked = keep_unmasked
+        self.crop_masker = crop_masker
         self.pipeline = self.device = self.dtype = self.config = None  # set by from_config
 
     # -------------------------------------------------------------- construction
@@ -163,7 +169,8 @@ class FaceRestorer:
 
         parts = build_parts(config)
         restorer = cls(parts.restore_crops, parts.stage, parts.upscale, parts.batch_size, parts.seed,
-                       colorize=config.sampler.colorize, keep_unmasked=config.io.keep_unmasked)  # fmt: skip
+                       colorize=config.sampler.colorize, keep_unmasked=config.io.keep_unmasked,
+                       crop_masker=parts.crop_masker)  # fmt: skip
         restorer.pipeline, restorer.device, restorer.dtype, restorer.config = (
             parts.pipeline, parts.device, parts.dtype, parts.config)  # fmt: skip
         return restorer
@@ -173,7 +180,8 @@ class FaceRestorer:
         """Restore one photo: a uint8 RGB ``(H, W, 3)`` array (gray, RGBA and float in [0, 1] are converted), a
         PIL image, or a file path (read with EXIF orientation; alpha kept). ``key`` names the photo for its
         seeds (default: the path, or ``"image"``). ``mask``: the region to generate (inpainting: a face mask, a
-        scratch), a mask file (white = fill) or a bool/uint8 ``(H, W)`` array the size of the photo. Raises
+        scratch), a mask file (white = fill) or a bool/uint8 ``(H, W)`` array the size of the photo (None: the
+        ``crop_masker``'s masks when the restorer has one, e.g. built with ``mask="auto"``). Raises
         whatever reading or restoring raised (:class:`authface.io.mask.MaskError` for a bad mask)."""
         from . import io
 
@@ -209,6 +217,9 @@ class FaceRestorer:
             from .inpaint import crop_mask
 
             crop_masks = [crop_mask(mask, f.affine, self.stage.crop_size) for f in aligned]
+        elif self.crop_masker is not None and aligned:
+            crop_masks = [m if m.any() else None for m in self.crop_masker([f.crop for f in aligned])]
+            mask = _uncrop_masks(crop_masks, aligned, rgb.shape[:2])
         timings = {"detect_s": t1 - t0, "align_s": time.perf_counter() - t1}
         return _Pending(key, rgb, alpha, aligned, seeds, timings, tone, dropped, mask, crop_masks)
 
@@ -311,6 +322,18 @@ class FaceRestorer:
                     yield item.key, err
             i += n
 
+
+
+def _uncrop_masks(crop_masks: list, faces: list[AlignedFace], shape: tuple[int, int]) -> np.ndarray | None:
+    """The union, in photo pixels (bool ``(H, W)``), of bool ``(S, S)`` crop masks (None: empty) warped back by
+    their faces' inverse affines; None when every crop mask is empty."""
+    union = np.zeros(shape, bool)
+    for m, f in zip(crop_masks, faces):
+        if m is not None:
+            back = cv2.warpAffine(m.astype(np.uint8) * 255, cv2.invertAffineTransform(f.affine), (shape[1], shape[0]),
+                                  flags=cv2.INTER_LINEAR, borderValue=0)  # fmt: skip
+            union |= back >= 128
+    return union if union.any() else None
 
 
 def _upscale_mask(mask: np.ndarray, upscale: int) -> np.ndarray:

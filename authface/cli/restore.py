@@ -62,9 +62,13 @@ RESTORE_FLAGS: dict[str, tuple[str, dict]] = {
     "--fidelity-scale": ("guidance.fidelity_scale", dict(type=float, help="fidelity-to-input guidance (0 = off)")),
     "--fidelity-window": ("guidance.fidelity_window", dict(metavar="START,STOP")),
     "--guidance-every": ("guidance.every", dict(type=int, help="guide every k-th step inside the windows")),
-    "--mask": ("io.mask", dict(help="inpainting: a mask file, or a folder of masks matched by relative path "
-                                     "(white = region to generate: a face mask, scratches)")),
-    "--task": ("sampler.task", dict(help="old-photo: fill the --mask damage, then restore; keep the tone")),
+    "--mask": ("io.mask", dict(help="inpainting: a mask file, a folder of masks matched by relative path "
+                                     "(white = region to generate: a face mask, scratches), or auto (the mask "
+                                     "segmenter finds them in each face)")),
+    "--mask-model": ("io.mask_model", dict(help="mask segmenter folder for --mask auto (default: the model "
+                                                "folder's mask_segmenter/)")),
+    "--task": ("sampler.task", dict(help="old-photo: fill the damage (--mask, default auto), then restore; keep "
+                                         "the tone")),
     "--ext": ("io.ext", dict(help="output extension, e.g. png (default: keep the input's)")),
     "--max-pixels": ("io.max_pixels", dict(type=int, help="refuse larger images (decompression bombs)")),
 }
@@ -319,11 +323,12 @@ def _run(restorer, todo: list[_Job], cfg: RestoreConfig, out_dir: Path, manifest
 
 def _photo_mask(src: Path, rel: Path, shape: tuple[int, int], cfg: RestoreConfig):
     """The photo's inpainting mask (bool (H, W)) from --mask FILE or --mask DIR (matched by relative path, any
-    image extension), or None. A bad mask raises MaskError naming the file (that photo fails; others go on)."""
+    image extension), or None (also for --mask auto). A bad mask raises MaskError naming the file (that photo
+    fails; others go on)."""
     from ..io import IMAGE_EXTENSIONS
     from ..io.mask import read_mask
 
-    if not cfg.io.mask:
+    if not cfg.io.mask or cfg.io.mask == "auto":  # auto: the restorer's segmenter masks each face crop
         return None
     where = Path(cfg.io.mask).expanduser()
     if where.is_file():

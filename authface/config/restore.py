@@ -80,8 +80,8 @@ class SamplerConfig:
     batch_size: int = 4
     """Faces per pipeline call, batched across photos."""
     task: Literal["restore", "old-photo"] = "restore"
-    """restore: faces of a photo; old-photo: also fill damage (--mask) before restoring, keep the print's tone
-    unless --colorize."""
+    """restore: faces of a photo; old-photo: also fill damage (--mask; without it, auto: the mask segmenter)
+    before restoring, keep the print's tone unless --colorize."""
     colorize: bool = False
     """Gray and toned (sepia) photos: False keeps them monochrome (the restored faces take the input's tone, no
     invented colour); True lets the model colour them."""
@@ -134,7 +134,12 @@ class IOConfig:
     mask: str | None = None
     """Inpainting: the region to generate (white = fill; a face mask, scratches): a mask file for one input, or a
     folder of masks matched to the inputs by relative path (any image extension). Photos without a mask in the
-    folder are restored without one. ("auto" needs a trained mask segmenter, which AuthFace does not ship yet.)"""
+    folder are restored without one; or "auto": a trained mask segmenter finds the masks in each aligned face
+    crop (``io.mask_model``; ``authface.models.mask_segmenter``). ``sampler.task`` old-photo without a mask
+    means "auto"."""
+    mask_model: str | None = None
+    """For ``io.mask`` auto: the mask segmenter folder (what ``training/train.py --task mask-segmenter --output
+    OUT`` writes: OUT or OUT/mask_segmenter); None: the model folder's own ``mask_segmenter/`` subfolder."""
     keep_unmasked: bool = False
     """With a mask: every pixel outside it is the input's, exactly (only the masked region changes)."""
     overwrite: bool = False
@@ -222,18 +227,13 @@ class RestoreConfig:
             raise ConfigError(f"face.max_faces must be >= 1 or null, got {f.max_faces}")
         if not 1 <= self.io.jpeg_quality <= 100:
             raise ConfigError(f"io.jpeg_quality must be in [1, 100], got {self.io.jpeg_quality}")
-        if self.io.keep_unmasked and not self.io.mask:
-            raise ConfigError("io.keep_unmasked (--keep-unmasked) needs io.mask (--mask FILE|DIR)")
-        if self.io.mask == "auto":
-            raise ConfigError(
-                "--mask auto needs a trained mask segmenter, which AuthFace does not ship yet; pass a mask file or a "
-                "folder of masks (white = region to fill), e.g. from `authface degrade --preset mask`"
-            )
         if self.sampler.task == "old-photo" and not self.io.mask:
-            raise ConfigError(
-                "--task old-photo needs --mask FILE|DIR marking the scratches, tears and stains to fill (white); "
-                "an automatic damage segmenter is not shipped yet"
-            )
+            self.io.mask = "auto"  # the damage comes from the mask segmenter (recorded as such in the manifest)
+        if self.io.keep_unmasked and not self.io.mask:
+            raise ConfigError("io.keep_unmasked (--keep-unmasked) needs io.mask (--mask FILE|DIR|auto)")
+        if self.io.mask_model and self.io.mask != "auto":
+            raise ConfigError("io.mask_model (--mask-model) is the segmenter of --mask auto; add --mask auto or "
+                              "drop --mask-model")  # fmt: skip
         g = self.guidance
         for name in ("identity", "quality", "fidelity"):
             window, scale = getattr(g, f"{name}_window"), getattr(g, f"{name}_scale")

@@ -171,10 +171,23 @@ def tiny_pipeline(seed: int = 0, **kwargs):
     return pipe
 
 
+def tiny_mask_segmenter(seed: int = 0):
+    """A seeded tiny random :class:`authface.models.mask_segmenter.MaskSegmenter` (widths 8, 16; working size 64):
+    its masks are arbitrary (random weights), for testing ``--mask auto``'s plumbing."""
+    from ..models.mask_segmenter import MaskSegmenter
+
+    torch.manual_seed(seed)
+    return MaskSegmenter(widths=(8, 16), resolution=64).eval()
+
+
 def save_tiny_model(out_dir: str | Path, seed: int = 0) -> Path:
-    """Write a tiny random AuthFace model folder (safetensors) that ``authface restore --model`` loads."""
+    """Write a tiny random AuthFace model folder (safetensors) that ``authface restore --model`` loads, with a
+    tiny random ``mask_segmenter/`` (so ``--mask auto`` and ``--task old-photo`` run on it)."""
+    from ..models.mask_segmenter import SUBFOLDER
+
     out_dir = _new_folder(out_dir)
     tiny_pipeline(seed).save_pretrained(out_dir, safe_serialization=True)
+    tiny_mask_segmenter(seed + 5).save_pretrained(out_dir / SUBFOLDER, safe_serialization=True)
     _write_readme(out_dir, "Tiny random AuthFace model")
     return out_dir
 
