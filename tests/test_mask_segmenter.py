@@ -209,3 +209,23 @@ def test_restorer_inpaints_each_face_with_its_crop_mask(astronaut):
     empty = FaceRestorer(restore_crops, stage, crop_masker=lambda crops: [np.zeros(c.shape[:2], bool) for c in crops])
     empty(photo)
     assert calls[-1] is None  # nothing found: the face is restored without a mask
+
+
+def _train_script():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("train_script", ROOT / "training" / "train.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    return script
+
+
+def test_training_script_task_flag_trains_the_segmenter_and_says_where(dataset, tmp_path, capsys):
+    """`training/train.py --task mask-segmenter` (the acceptance command), then `--mask-model` takes its output."""
+    out = tmp_path / "seg-run"
+    rc = _train_script().main(["--config", str(TINY), "--data", str(dataset), "--output", str(out),
+                               "--max-steps", "2", "--task", "mask-segmenter"])  # fmt: skip
+    assert rc == 0
+    assert "mask segmenter written to" in capsys.readouterr().err
+    assert (out / SUBFOLDER / "config.json").is_file() and not (out / "model_index.json").exists()
+    assert isinstance(load_mask_segmenter(out, "cpu"), MaskSegmenter)

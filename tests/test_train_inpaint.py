@@ -150,3 +150,18 @@ def test_inpaint_settings_are_checked(dataset, tmp_path):
         _cfg(dataset, tmp_path / "x", "model.train_controlnet=false")
     with pytest.raises(ConfigError, match="one_step"):
         _cfg(dataset, tmp_path / "x", "model.one_step=true")
+
+
+def test_training_script_task_flag_trains_an_inpainter(dataset, tmp_path):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("train_script", ROOT / "training" / "train.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    out = tmp_path / "inpaint-run"
+    rc = script.main(["--config", str(TINY), "--data", str(dataset), "--output", str(out), "--max-steps", "2",
+                      "--task", "inpaint", "--set", "output.validation_steps=0"])  # fmt: skip
+    assert rc == 0
+    assert json.loads((out / "controlnet" / "config.json").read_text())["conditioning_channels"] == 4
+    record = json.loads((out / "authface_train.json").read_text())
+    assert record["config"]["task"] == "inpaint"

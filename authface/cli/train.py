@@ -66,7 +66,11 @@ def run(args: argparse.Namespace) -> int:
         print(f"{PROG}: error: {e}", file=sys.stderr)
         return 2
     if os.environ.get("RANK", "0") == "0":  # one line, from the main process of a multi-process launch
-        print(f"{PROG}: model folder written to {out}", file=sys.stderr)
+        if cfg.task == "mask-segmenter":
+            print(f"{PROG}: mask segmenter written to {out / 'mask_segmenter'} (use it: authface restore --mask auto "
+                  f"--mask-model {out}, or copy it into a model folder)", file=sys.stderr)  # fmt: skip
+        else:
+            print(f"{PROG}: model folder written to {out}", file=sys.stderr)
     return 0
 
 

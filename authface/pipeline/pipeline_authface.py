@@ -35,9 +35,9 @@ from .. import io
 from ..colorfix import apply_color_fix
 from ..guidance import Guidance, GuidanceContext, apply_guidance, final_values
 from ..models.few_step import few_step_settings, guidance_scale_embedding, img2img_timesteps
+from ..models.mask_channel import control_condition, mask_tensor
 from ..models.one_step import one_step_timestep as read_one_step_timestep
 from ..models.one_step import predicted_x0
-from ..models.mask_channel import control_condition, mask_tensor
 from ..models.quality_prior import DEFAULT_QUALITY, has_quality_prior, quality_labels
 from ..models.speed import cache_condition_embedding
 from .checks import InputChecks

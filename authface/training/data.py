@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +35,26 @@ class TrainingData:
         self.sampler.set_epoch(epoch)
         if hasattr(loader, "set_epoch"):
             loader.set_epoch(epoch)
+
+    def batches(self, accelerator, loader, start, max_steps: int, accumulation: int):
+        """(epoch, batch) of the prepared ``loader`` from the resume point ``start`` (a
+        :class:`~.checkpoints.ResumePoint`) to the end of the epoch holding optimiser step ``max_steps``: each epoch
+        set first (:meth:`set_epoch`), the batches a resumed epoch already did skipped by index (nothing is loaded
+        for them; same order, as it depends on (seed, epoch) only). The caller counts optimiser steps (one per
+        ``accumulation`` batches) and stops iterating at ``max_steps``."""
+        per_epoch = steps_per_epoch(loader, accumulation)
+        skip = start.skip_batches
+        for epoch in range(start.first_epoch, math.ceil(max_steps / per_epoch)):
+            epoch_loader = accelerator.skip_first_batches(loader, skip) if skip else loader
+            self.set_epoch(epoch, epoch_loader)
+            for batch in epoch_loader:
+                yield epoch, batch
+            skip = 0
+
+
+def steps_per_epoch(loader, accumulation: int) -> int:
+    """Optimiser steps per epoch of ``loader`` (at least 1) with ``accumulation`` batches per step."""
+    return max(1, math.ceil(len(loader) / accumulation))
 
 
 def check_images(records: Sequence[dict], decode_first: int = 0) -> list[str]:

@@ -8,7 +8,6 @@ collective (one RNG state per process).
 from __future__ import annotations
 
 import logging
-import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,10 +28,10 @@ from .components import (
     place_components,
     weight_dtype,
 )
-from .data import TrainingData, make_training_data
+from .data import TrainingData, make_training_data, steps_per_epoch
 from .export import full_precision_models, save_model_folder
-from .objective import BatchLosses, DiffusionObjective, make_identity_loss, x0_decoder
 from .inpaint import InpaintObjective
+from .objective import BatchLosses, DiffusionObjective, make_identity_loss, x0_decoder
 from .one_step import OneStepObjective, one_step_settings
 from .steps import optimise_batch
 from .tracking import TRAIN_LOG, flat_config, log_step, tracker_name
@@ -80,7 +79,7 @@ class TrainingRun:
     @property
     def steps_per_epoch(self) -> int:
         """Optimiser steps per epoch (at least 1)."""
-        return max(1, math.ceil(len(self.loader) / self.cfg.optim.gradient_accumulation_steps))
+        return steps_per_epoch(self.loader, self.cfg.optim.gradient_accumulation_steps)
 
 
 def train(
@@ -146,7 +145,7 @@ def setup_run(
     check_optimizer(cfg.optim)
     out = Path(cfg.output.output_dir)
     tracker = tracker_name(cfg.output.log_with, out)
-    accelerator = _make_accelerator(cfg, out, tracker)
+    accelerator = make_accelerator(cfg, out, tracker)
     set_seed(cfg.seed, device_specific=True)
     decode_first = cfg.output.num_validation if cfg.output.validation_steps else 0
     data = make_training_data(cfg.data, cfg.facial.regions, cfg.optim.batch_size, cfg.seed, decode_first, cfg.task)
@@ -156,7 +155,9 @@ def setup_run(
     return run
 
 
-def _make_accelerator(cfg: TrainConfig, out: Path, tracker: str | None):
+def make_accelerator(cfg: TrainConfig, out: Path, tracker: str | None):
+    """The run's ``accelerate.Accelerator``: gradient accumulation and mixed precision from ``cfg.optim``, the
+    tracker and its logging folder ``out/logs``."""
     from accelerate import Accelerator
     from accelerate.utils import ProjectConfiguration
 
@@ -252,28 +253,20 @@ def sdxl_conditioning(comps: dict, resolution: int) -> dict:
 
 def _run_epochs(run: TrainingRun, start: ResumePoint) -> None:
     """Train from ``start`` until ``optim.max_steps`` optimiser steps are done."""
-    max_steps = run.cfg.optim.max_steps
+    max_steps, step = run.cfg.optim.max_steps, start.global_step
+    if step >= max_steps:
+        return
     run.unet.train()
     run.controlnet.train()
-    num_epochs = math.ceil(max_steps / run.steps_per_epoch)
-    step, skip = start.global_step, start.skip_batches
-    for epoch in range(start.first_epoch, num_epochs):
+    accumulation = run.cfg.optim.gradient_accumulation_steps
+    for epoch, batch in run.data.batches(run.accelerator, run.loader, start, max_steps, accumulation):
+        losses = optimise_batch(run, batch)
+        if not run.accelerator.sync_gradients:
+            continue
+        step += 1
+        _after_step(run, step, epoch, losses)
         if step >= max_steps:
             break
-        loader = run.loader
-        # resuming mid-epoch: same order, so drop the done batches' indices (nothing is loaded for them)
-        if skip:
-            loader = run.accelerator.skip_first_batches(run.loader, skip)
-        run.data.set_epoch(epoch, loader)
-        for batch in loader:
-            losses = optimise_batch(run, batch)
-            if not run.accelerator.sync_gradients:
-                continue
-            step += 1
-            _after_step(run, step, epoch, losses)
-            if step >= max_steps:
-                break
-        skip = 0
 
 
 def _after_step(run: TrainingRun, step: int, epoch: int, losses: BatchLosses) -> None:

@@ -22,7 +22,6 @@ the same subfolder an AuthFace model folder holds, so it can be copied into one;
 from __future__ import annotations
 
 import logging
-import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,8 +35,8 @@ from ..config import TrainConfig, to_dict
 from ..models.mask_segmenter import SUBFOLDER, MaskSegmenter
 from .checkpoints import ResumePoint, load_checkpoint, save_checkpoint
 from .components import check_optimizer, make_optimizer
-from .data import TrainingData, make_training_data
-from .loop import _make_accelerator
+from .data import TrainingData, make_training_data, steps_per_epoch
+from .loop import make_accelerator
 from .tracking import TRAIN_LOG, flat_config, log_step, tracker_name
 
 logger = logging.getLogger(__name__)
@@ -76,7 +75,7 @@ class _SegmenterRun:
 
     @property
     def steps_per_epoch(self) -> int:
-        return max(1, math.ceil(len(self.loader) / self.cfg.optim.gradient_accumulation_steps))
+        return steps_per_epoch(self.loader, self.cfg.optim.gradient_accumulation_steps)
 
 
 def train_segmenter(cfg: TrainConfig, *, save_model: bool = True, progress: Callable[[dict], None] | None = None
@@ -127,7 +126,7 @@ def _setup(cfg: TrainConfig) -> _SegmenterRun:
         logger.warning("optim.ema is not used by task mask-segmenter; training without EMA")
     out = Path(cfg.output.output_dir)
     tracker = tracker_name(cfg.output.log_with, out)
-    accelerator = _make_accelerator(cfg, out, tracker)
+    accelerator = make_accelerator(cfg, out, tracker)
     set_seed(cfg.seed, device_specific=True)
     data = make_training_data(cfg.data, cfg.facial.regions, cfg.optim.batch_size, cfg.seed, 0, cfg.task)
     torch.manual_seed(cfg.seed)  # the same initial weights on every process
@@ -142,25 +141,20 @@ def _setup(cfg: TrainConfig) -> _SegmenterRun:
 
 
 def _train_epochs(run: _SegmenterRun, start: ResumePoint) -> None:
-    """Optimiser steps from ``start`` to ``optim.max_steps``; a resumed epoch skips the batches already done (same
-    order: it depends on (seed, epoch) only)."""
-    acc, max_steps = run.accelerator, run.cfg.optim.max_steps
+    """Optimiser steps from ``start`` to ``optim.max_steps`` (the batches of :meth:`.data.TrainingData.batches`)."""
+    acc, max_steps, step = run.accelerator, run.cfg.optim.max_steps, start.global_step
+    if step >= max_steps:
+        return
     run.model.train()
-    step, skip = start.global_step, start.skip_batches
-    for epoch in range(start.first_epoch, math.ceil(max_steps / run.steps_per_epoch)):
-        if step >= max_steps:
-            break
-        loader = acc.skip_first_batches(run.loader, skip) if skip else run.loader
-        run.data.set_epoch(epoch, loader)
-        for batch in loader:
-            with acc.accumulate(run.model):
-                logs = _optimise(run, batch)
-            if acc.sync_gradients:
-                step += 1
-                _log_and_checkpoint(run, step, epoch, logs)
-                if step >= max_steps:
-                    break
-        skip = 0
+    accumulation = run.cfg.optim.gradient_accumulation_steps
+    for epoch, batch in run.data.batches(acc, run.loader, start, max_steps, accumulation):
+        with acc.accumulate(run.model):
+            logs = _optimise(run, batch)
+        if acc.sync_gradients:
+            step += 1
+            _log_and_checkpoint(run, step, epoch, logs)
+            if step >= max_steps:
+                break
 
 
 def _optimise(run: _SegmenterRun, batch: dict) -> dict[str, float]:
