@@ -250,7 +250,8 @@ def build_parts(cfg: RestoreConfig) -> RestorerParts:
     crop_masker = build_crop_masker(cfg, device)  # first: a missing segmenter stops before the big model loads
     detector = build_detector(f)
     pipe = load_pipeline(m.model, m.controlnet, m.lora, m.lora_scale, dtype, m.single_file_config, m.revision, m.variant,
-                         controlnet_single_file_config=m.controlnet_single_file_config, vae=m.vae)  # fmt: skip
+                         controlnet_single_file_config=m.controlnet_single_file_config, vae=m.vae,
+                         original_config=m.single_file_original_config)  # fmt: skip
     if f.crop_size is None:  # the base's own resolution; written back so the manifest records the value used
         from .pipeline import default_crop_size
 
@@ -259,6 +260,10 @@ def build_parts(cfg: RestoreConfig) -> RestorerParts:
     if cfg.guidance.decoder == "tiny":
         pipe.guidance_decoder = load_tiny_decoder(cfg.guidance.tiny_decoder, dtype)
     configure_pipeline(pipe, device, m.offload, m.vae_slicing, m.vae_tiling, m.attention)
+    if m.channels_last or m.compile:
+        from .models.speed import speed_up
+
+        speed_up(pipe, channels_last=m.channels_last, compile=m.compile)
     objectives = build_objectives(cfg.guidance, device, detector, f.crop_size, cfg.io.max_pixels)
     restore_fn = pipeline_restore_fn(
         pipe, s.prompt, s.negative_prompt, s.steps, s.strength, s.cfg_scale, s.controlnet_scale,

@@ -281,3 +281,23 @@ def test_cli_restores_a_one_step_model_in_one_unet_call_per_batch(
     assert main(["restore", str(tmp_path / "a.png"), "-o", str(tmp_path / "out"), "--model", str(model),
                  "--steps", "20", "--set", "face.crop_size=64"]) == 0  # fmt: skip
     assert len(calls) == 1  # one face batch: one UNet call
+
+
+def test_restore_cli_speed_switches_reach_the_pipeline(tiny_model_dir, astronaut, tmp_path, monkeypatch):
+    """--channels-last and --compile are config keys (model.channels_last, model.compile) that build.py applies with
+    speed_up; channels-last runs for real on CPU, compile is recorded (inductor needs a compiler toolchain)."""
+    import numpy as np
+    from PIL import Image
+
+    import authface.models.speed as speed
+    from authface.cli import main
+
+    calls = []
+    real = speed.speed_up
+    monkeypatch.setattr(speed, "speed_up", lambda pipe, **kw: calls.append(kw) or real(pipe, channels_last=kw[
+        "channels_last"], compile=False))  # fmt: skip
+    Image.fromarray(astronaut).save(tmp_path / "a.png")
+    rc = main(["restore", str(tmp_path / "a.png"), "-o", str(tmp_path / "out"), "--model", str(tiny_model_dir),
+               "--set", "face.crop_size=64", "--steps", "2", "--channels-last", "--compile"])  # fmt: skip
+    assert rc == 0 and calls == [{"channels_last": True, "compile": True}]
+    assert np.asarray(Image.open(tmp_path / "out" / "a.png")).shape == astronaut.shape

@@ -80,6 +80,8 @@ RESTORE_SWITCHES: dict[str, str] = {
     "--overwrite": "io.overwrite",
     "--colorize": "sampler.colorize",
     "--keep-unmasked": "io.keep_unmasked",
+    "--compile": "model.compile",
+    "--channels-last": "model.channels_last",
 }
 
 

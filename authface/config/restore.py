@@ -40,11 +40,14 @@ class ModelConfig:
     """Optional LoRA weights (.safetensors file or folder) loaded with diffusers' load_lora_weights."""
     lora_scale: float = 1.0
     single_file_config: str | None = None
+    """For single-file checkpoints offline: a local diffusers folder holding the matching configs."""
+    single_file_original_config: str | None = None
+    """For a single-file base: its original LDM inference YAML (v1-inference.yaml, sd_xl_base.yaml), which defines
+    the UNet and VAE (the text encoders, tokenizers and scheduler still come from single_file_config)."""
     controlnet_single_file_config: str | None = None
     """For a single-file ControlNet offline: a local diffusers ControlNet folder holding its config.json."""
     vae: str | None = None
     """Replacement VAE (hub id, folder or file), e.g. an fp16-fixed VAE; None keeps the model's own."""
-    """For single-file checkpoints offline: a local diffusers folder holding the matching configs."""
     revision: str | None = None
     variant: str | None = None
     device: str = "auto"
@@ -57,6 +60,11 @@ class ModelConfig:
     vae_tiling: bool = False
     attention: Attention = "auto"
     """auto (xformers if installed on CUDA, else PyTorch SDPA) | sdpa | xformers."""
+    channels_last: bool = False
+    """UNet, ControlNet and VAE weights in channels-last memory format (faster convolutions on recent GPUs)."""
+    compile: bool = False
+    """torch.compile the UNet, ControlNet and VAE (authface.models.speed.speed_up); the first batch of each crop
+    size compiles (tens of seconds on a GPU), so it pays off for many photos."""
 
 
 @dataclass
