@@ -63,8 +63,8 @@ def synthetic_pairs(faces: Path, size: int, repeats: int):
     import numpy as np
 
     from authface.data.dataset import FaceRestorationDataset
-    from authface.io import read_image
     from authface.imaging import resize
+    from authface.io import read_image
 
     crops, masks = [], []
     files = _images(faces / "hq" / "ffhq")
@@ -83,9 +83,9 @@ def synthetic_pairs(faces: Path, size: int, repeats: int):
 def real_pairs(faces: Path, size: int):
     import numpy as np
 
+    from authface.imaging import resize
     from authface.io import read_image
     from authface.io.mask import read_mask
-    from authface.imaging import resize
 
     root = faces / "masked" / "pgdiff"
     crops, masks = [], []
