@@ -110,10 +110,17 @@ def test_page_handler_turns_problems_into_page_messages(tiny_model_dir, uploads,
     values.update({"model.model": str(tiny_model_dir), "sampler.steps": 2.0, "sampler.strength": 0.7,
                    "sampler.cfg_scale": 4.0, "guidance.identity_scale": 0, "guidance.quality_scale": 0,
                    "guidance.fidelity_scale": 0, "sampler.color_fix": "wavelet", "face.upscale": 1, "face.bg_upsampler": "lanczos",
-                   "face.aligned": False, "sampler.colorize": False, "face.crop_size": 128, "sampler.seed": 0})  # fmt: skip
+                   "face.aligned": False, "sampler.colorize": False, "face.crop_size": 128, "sampler.seed": 0,
+                   "sampler.task": "restore", "io.mask": "none"})  # fmt: skip
     ordered = [values[key] for key, _ in PAGE_KEYS]
     status, shown, gallery, files = handler([str(uploads["good"])], *ordered)
     assert "Restored 1 of 1 photo(s), 1 face(s)" in status and "NOISE" in status
+    # the mask mode: old-photo with the model folder's mask segmenter (--mask auto)
+    masked = [{"sampler.task": "old-photo", "io.mask": "auto"}.get(key, value) for key, value in zip(values, ordered)]
+    status_auto, _, _, files_auto = handler([str(uploads["good"])], *masked)
+    assert "Restored 1 of 1 photo(s)" in status_auto
+    record = Path([f for f in files_auto if f.endswith("manifest.jsonl")][0]).read_text()
+    assert '"auto"' in record and "old-photo" in record
     assert shown[0]["after"].shape == (512, 512, 3) and shown[0]["error"] is None
     assert gallery[0][0].shape == (128, 260, 3) and "face 0" in gallery[0][1]
     assert [Path(f).name for f in files] == ["authface-results.zip", "manifest.jsonl"]

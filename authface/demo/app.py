@@ -54,9 +54,13 @@ PAGE_KEYS: tuple[tuple[str, str], ...] = (
     ),
     ("face.aligned", "Inputs are aligned face crops (no detection)"),
     ("sampler.colorize", "Colourise gray and sepia photos (off: keep their tone)"),
+    ("sampler.task", "Task: restore, or old-photo (fill scratches and tears, then restore)"),
+    ("io.mask", "Fill what hides a face: none, or auto (the model folder's mask segmenter finds face masks and damage)"),
     ("face.crop_size", "Face crop size (pixels, multiple of 8; empty: the model's own)"),
     ("sampler.seed", "Seed"),
 )
+MASK_CHOICES = ("none", "auto")
+"""The page's mask modes (a drawn or uploaded mask is the CLI's --mask FILE)."""
 _INTS = {"sampler.steps", "face.upscale", "face.crop_size", "sampler.seed"}
 
 INTRO = """# AuthFace: diffusion face restoration
@@ -101,6 +105,9 @@ def _controls(defaults: dict[str, Any]) -> list:
         dropdown("face.bg_upsampler", choices(BgUpsamplerName))
         for key in ("face.aligned", "sampler.colorize"):
             c[key] = gr.Checkbox(value=d[key], label=label[key])
+    with gr.Accordion("Masks and old photos", open=False):
+        dropdown("sampler.task", ("restore", "old-photo"))
+        c["io.mask"] = gr.Dropdown(list(MASK_CHOICES), value=d["io.mask"] or "none", label=label["io.mask"])
     with gr.Accordion("Advanced", open=False):
         c["face.crop_size"] = gr.Number(
             value=d["face.crop_size"], precision=0, step=8, label=label["face.crop_size"]
@@ -120,6 +127,8 @@ def page_options(values: list[Any], fixed: dict[str, Any]) -> dict[str, Any]:
         if key in _INTS and value is not None:
             value = int(value)
         options[key] = value
+    if options.get("io.mask") == "none":
+        options["io.mask"] = None
     model = (options.get("model.model") or "").strip()
     if not model:
         raise DemoError(
