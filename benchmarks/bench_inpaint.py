@@ -20,8 +20,9 @@ Scores come from :func:`authface.eval.evaluate` with the benchmark's masks: PSNR
 outside it (and LPIPS with ``--lpips-weights``), plus seconds per image. The Markdown table is printed with the
 command, date and machine; the full report (gallery, CSV) is in ``WORK/report``. ``--gallery-dirs`` writes a
 before/after PNG grid per folder into ``WORK/gallery`` for real material without ground truth: a folder with
-``images/`` and ``masks/`` gets input | mask | Telea | Navier-Stokes (| AuthFace); a folder of images alone gets the
-inputs (old or gray photos have no mask to inpaint). Nothing is downloaded; DATA_DIR is never written to.
+``images/`` and ``masks/`` gets input | mask | Telea | Navier-Stokes (| AuthFace); a folder of images alone (old or
+gray photos: no mask given) gets input | AuthFace ``--task old-photo`` (the model's mask segmenter finds the damage;
+``--mask-model DIR`` for another one, e.g. trained by ``benchmarks/bench_segmenter.py``). Nothing is downloaded; DATA_DIR is never written to.
 """
 
 from __future__ import annotations
@@ -69,12 +70,14 @@ def authface_inpaint_available() -> tuple[bool, str]:
 
 
 def run_authface_inpaint(
-    lq_dir: Path, mask_dir: Path, out_dir: Path, model: str, extra: list[str]
+    lq_dir: Path, mask_dir: Path | None, out_dir: Path, model: str, extra: list[str]
 ) -> tuple[Path | None, float, str]:
-    """AUTHFACE INPAINTING RUN: ``authface restore --aligned --mask`` on a folder; (output folder or None, seconds,
+    """AUTHFACE INPAINTING RUN: ``authface restore --aligned --mask MASK_DIR`` on a folder, or without masks
+    ``--task old-photo`` (the mask segmenter finds the damage: ``--mask auto``); (output folder or None, seconds,
     note). Only called when :func:`authface_inpaint_available` says so."""
-    cmd = [sys.executable, "-m", "authface", "restore", str(lq_dir), "-o", str(out_dir), "--aligned",
-           "--mask", str(mask_dir), "--model", model, "--ext", "png", *extra]  # fmt: skip
+    mask = ["--mask", str(mask_dir)] if mask_dir is not None else ["--task", "old-photo"]
+    cmd = [sys.executable, "-m", "authface", "restore", str(lq_dir), "-o", str(out_dir), "--aligned", *mask,
+           "--model", model, "--ext", "png", *extra]  # fmt: skip
     t0 = time.perf_counter()
     proc = subprocess.run(cmd, capture_output=True, text=True)
     secs = time.perf_counter() - t0
@@ -188,6 +191,9 @@ def gallery(folder: Path, out: Path, radius: float, size: int, authface_out: Pat
         thumbs = [
             _label(resize(c, size=(size, size), mode="area"), f"{rel.stem} {name}") for name, c in cells
         ]
+        if not has_masks and authface_out is not None and (authface_out / rel.with_suffix(".png")).is_file():
+            af_img = io.read_image(authface_out / rel.with_suffix(".png")).rgb
+            thumbs.append(_label(resize(af_img, size=(size, size), mode="area"), f"{rel.stem} {AUTHFACE} old-photo"))
         rows.append(thumbs)
     if all(len(r) == 1 for r in rows):  # inputs only: 6 per row
         rows = [sum(rows[i : i + 6], []) for i in range(0, len(rows), 6)]
@@ -224,6 +230,8 @@ def _parser() -> argparse.ArgumentParser:
         "--gallery-dirs", nargs="*", default=[], metavar="DIR", help="real photos for a before/after grid"
     )
     ap.add_argument("--thumb", type=int, default=160, help="gallery thumbnail size (default 160)")
+    ap.add_argument("--mask-model", metavar="DIR", help="mask segmenter for the old-photo gallery runs (default: the "
+                    "model folder's own mask_segmenter/)")  # fmt: skip
     ap.add_argument("--out", metavar="FILE.md", help="write the Markdown table here too")
     return ap
 
@@ -292,10 +300,13 @@ def main(argv: list[str] | None = None) -> int:
         for d in args.gallery_dirs:
             for folder in _gallery_folders(Path(d).expanduser()):
                 af = None
-                if available and (folder / "masks").is_dir():
-                    af, _, note = run_authface_inpaint(folder / "images", folder / "masks",
+                if available:  # images/ + masks/: inpaint those masks; images alone: --task old-photo (auto)
+                    has_masks = (folder / "masks").is_dir()
+                    seg = ["--mask-model", args.mask_model] if args.mask_model and not has_masks else []
+                    af, _, note = run_authface_inpaint(folder / "images" if has_masks else folder,
+                                                       folder / "masks" if has_masks else None,
                                                        work / "out" / f"gallery_{folder.name}", model,
-                                                       shlex.split(args.restore_args))  # fmt: skip
+                                                       shlex.split(args.restore_args) + seg)  # fmt: skip
                     print(f"bench_inpaint: AuthFace on {folder}: {note}", file=sys.stderr)
                 path = gallery(folder, out, args.radius, args.thumb, af)
                 print(f"bench_inpaint: gallery {path}", file=sys.stderr)
