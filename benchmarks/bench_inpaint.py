@@ -162,8 +162,10 @@ def _label(img: np.ndarray, text: str) -> np.ndarray:
     return out
 
 
-def gallery(folder: Path, out: Path, radius: float, size: int, authface_out: Path | None = None) -> Path:
-    """A before/after PNG grid of a folder of real photos (``images/`` + ``masks/``, or images alone)."""
+def gallery(folder: Path, out: Path, radius: float, size: int, authface_out: Path | None = None,
+            segmenter=None) -> Path:  # fmt: skip
+    """A before/after PNG grid of a folder of real photos (``images/`` + ``masks/``, or images alone; for those,
+    with a ``segmenter`` (:class:`authface.models.mask_segmenter.MaskSegmenter`), the mask it finds)."""
     from authface import io
     from authface.eval.masks import MaskError, read_mask
     from authface.imaging import resize
@@ -188,6 +190,11 @@ def gallery(folder: Path, out: Path, radius: float, size: int, authface_out: Pat
                 af = authface_out / rel.with_suffix(".png") if authface_out else None
                 if af is not None and af.is_file():
                     cells.append((AUTHFACE, io.read_image(af).rgb))
+        if not has_masks and segmenter is not None and img.shape[0] == img.shape[1]:
+            from authface.models.mask_segmenter import predict_masks
+
+            found = predict_masks(segmenter, img[None])[0]
+            cells.append(("auto mask", np.repeat(found[..., None].astype(np.uint8) * 255, 3, axis=2)))
         thumbs = [
             _label(resize(c, size=(size, size), mode="area"), f"{rel.stem} {name}") for name, c in cells
         ]
@@ -297,6 +304,11 @@ def main(argv: list[str] | None = None) -> int:
         Path(args.out).write_text(text + "\n")
     if args.gallery_dirs:
         out = work / "gallery"
+        segmenter = None
+        if args.mask_model:
+            from authface.models.mask_segmenter import load_mask_segmenter
+
+            segmenter = load_mask_segmenter(args.mask_model, "cpu")
         for d in args.gallery_dirs:
             for folder in _gallery_folders(Path(d).expanduser()):
                 af = None
@@ -305,10 +317,10 @@ def main(argv: list[str] | None = None) -> int:
                     seg = ["--mask-model", args.mask_model] if args.mask_model and not has_masks else []
                     af, _, note = run_authface_inpaint(folder / "images" if has_masks else folder,
                                                        folder / "masks" if has_masks else None,
-                                                       work / "out" / f"gallery_{folder.name}", model,
+                                                       work / "out" / f"gallery_{folder.parent.name}_{folder.name}", model,
                                                        shlex.split(args.restore_args) + seg)  # fmt: skip
                     print(f"bench_inpaint: AuthFace on {folder}: {note}", file=sys.stderr)
-                path = gallery(folder, out, args.radius, args.thumb, af)
+                path = gallery(folder, out, args.radius, args.thumb, af, segmenter)
                 print(f"bench_inpaint: gallery {path}", file=sys.stderr)
     print(f"bench_inpaint: work folder {work} (report: {work / 'report' / 'report.md'})", file=sys.stderr)
     return 1 if res.failed else 0
