@@ -3,6 +3,8 @@ ControlNet and scheduler)."""
 
 from __future__ import annotations
 
+import warnings
+
 from ..colorfix import COLOR_FIXES
 from ..guidance import Guidance
 from ..models.few_step import img2img_timesteps
@@ -86,3 +88,24 @@ class InputChecks:
             raise ValueError(
                 f"quality_target must be in [0, 1] (0 worst, 1 best; default {DEFAULT_QUALITY}), got {quality_target!r}"
             )
+
+
+def _deprecated_alias(kwargs: dict, old: str, new: str, value):
+    if old not in kwargs:
+        return value
+    # stacklevel: here <- resolve_aliases <- __call__ <- torch.no_grad's wrapper <- the caller
+    warnings.warn(f"AuthFacePipeline: `{old}=` is deprecated; use `{new}=`", FutureWarning, stacklevel=5)
+    old_value = kwargs.pop(old)
+    if value is not None:
+        raise TypeError(f"pass either {new}= or its deprecated alias {old}=, not both")
+    return old_value
+
+
+def resolve_aliases(kwargs: dict, objectives, quality_target):
+    """(objectives, quality_target) after the deprecated ``guidance=`` / ``quality_score=``; TypeError for any
+    other unexpected keyword."""
+    objectives = _deprecated_alias(kwargs, "guidance", "objectives", objectives)
+    quality_target = _deprecated_alias(kwargs, "quality_score", "quality_target", quality_target)
+    if kwargs:
+        raise TypeError(f"AuthFacePipeline.__call__ got unexpected keyword arguments {sorted(kwargs)}")
+    return objectives, quality_target

@@ -16,7 +16,6 @@ from __future__ import annotations
 import functools
 import inspect
 import os
-import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -40,7 +39,7 @@ from ..models.one_step import one_step_timestep as read_one_step_timestep
 from ..models.one_step import predicted_x0
 from ..models.quality_prior import DEFAULT_QUALITY, has_quality_prior, quality_labels
 from ..models.speed import cache_condition_embedding
-from .checks import InputChecks
+from .checks import InputChecks, resolve_aliases
 from .decode import HALF_DTYPES, check_guidance, check_latents, decode_finite, decode_fp32, force_upcast
 from .output import AuthFacePipelineOutput
 
@@ -69,27 +68,6 @@ class _Sampling:
     """w of a guidance-embedded LCM UNet (``timestep_cond``), or None."""
     step_kwargs: dict | None = None
     """Extra ``scheduler.step`` keywords (TCD's ``eta``)."""
-
-
-def _deprecated_alias(kwargs: dict, old: str, new: str, value):
-    if old not in kwargs:
-        return value
-    # stacklevel: here <- _resolve_aliases <- __call__ <- torch.no_grad's wrapper <- the caller
-    warnings.warn(f"AuthFacePipeline: `{old}=` is deprecated; use `{new}=`", FutureWarning, stacklevel=5)
-    old_value = kwargs.pop(old)
-    if value is not None:
-        raise TypeError(f"pass either {new}= or its deprecated alias {old}=, not both")
-    return old_value
-
-
-def _resolve_aliases(kwargs: dict, objectives, quality_target):
-    """(objectives, quality_target) after the deprecated ``guidance=`` / ``quality_score=``; TypeError for any
-    other unexpected keyword."""
-    objectives = _deprecated_alias(kwargs, "guidance", "objectives", objectives)
-    quality_target = _deprecated_alias(kwargs, "quality_score", "quality_target", quality_target)
-    if kwargs:
-        raise TypeError(f"AuthFacePipeline.__call__ got unexpected keyword arguments {sorted(kwargs)}")
-    return objectives, quality_target
 
 
 class AuthFacePipeline(InputChecks, DiffusionPipeline, StableDiffusionLoraLoaderMixin):
@@ -298,7 +276,7 @@ class AuthFacePipeline(InputChecks, DiffusionPipeline, StableDiffusionLoraLoader
         RuntimeError, :mod:`authface.pipeline.decode`) when sampling or decoding gives NaN/inf for an image even
         after a float32 retry of the VAE decode — never a black image.
         """
-        objectives, quality_target = _resolve_aliases(kwargs, objectives, quality_target)
+        objectives, quality_target = resolve_aliases(kwargs, objectives, quality_target)
         if isinstance(callback_on_step_end, (PipelineCallback, MultiPipelineCallbacks)):
             callback_on_step_end_tensor_inputs = callback_on_step_end.tensor_inputs
 
