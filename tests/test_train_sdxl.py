@@ -174,3 +174,20 @@ def test_sdxl_vae_stays_float32_under_fp16_unless_fixed(force_upcast):
     configure_trainable(sd, TrainModelConfig())
     place_components(sd, "cpu", torch.float16)
     assert sd["vae"].dtype == torch.float16
+
+
+def test_text_cache_refills_without_losing_a_batch_caption_and_is_batch_independent(dataset, tmp_path, monkeypatch):
+    """A full cache is cleared before a batch is encoded (no KeyError for a caption cached before the clear), and
+    each caption is encoded alone, so its embedding does not depend on the captions that shared its batch."""
+    import authface.training.objective as objective
+
+    monkeypatch.setattr(objective, "TEXT_CACHE_SIZE", 2)
+    run = setup_run(_cfg(dataset, tmp_path / "c"))
+    obj = run.objective
+    first, _ = obj.encode_text(["a face", "an old photo"])
+    again, _ = obj.encode_text(["a face", "a third caption"])  # cache full: cleared, both encoded
+    assert torch.equal(again[0], first[0])
+    obj._text_cache.clear()
+    alone, _ = obj.encode_text(["an old photo"])
+    assert torch.equal(alone[0], first[1])
+

@@ -18,6 +18,7 @@ import torch
 from .. import io
 from ..config import TrainConfig, to_dict
 from ..losses import FacialFeatureLoss
+from ..models.mask_channel import has_mask_channel
 from .checkpoints import ResumePoint, load_checkpoint, save_checkpoint
 from .components import (
     check_optimizer,
@@ -234,6 +235,7 @@ def _objective(
         kwargs.update(timestep=one_step[0], pixel_weight=one_step[1], caption_dropout=0.0)
         logger.info("one-step training at t*=%d (pixel loss weight %g)", *one_step)
     kwargs.update(sdxl_conditioning(comps, cfg.data.resolution))
+    kwargs["mask_channel"] = has_mask_channel(comps["controlnet"])
     return cls(comps["vae"], comps["text_encoder"], comps["tokenizer"], noise_scheduler, facial, **kwargs)
 
 

@@ -110,6 +110,8 @@ class DiffusionObjective:
     tokenizer_2: object | None = None
     add_time_ids: torch.Tensor | None = None
     """SDXL: the (1, 6) micro-conditioning of a whole training crop (:func:`authface.pipeline.sdxl_time_ids`)."""
+    mask_channel: bool = False
+    """The ControlNet takes RGB + mask (:mod:`authface.models.mask_channel`)."""
 
     def __post_init__(self) -> None:
         self._text_cache: dict[str, tuple[torch.Tensor, ...]] = {}
@@ -137,19 +139,22 @@ class DiffusionObjective:
         encoder's device, where ``embeds`` is (B, 77, D) and ``added`` is ``{}`` for SD 1.x/2.x, or for SDXL the
         UNet's and ControlNet's ``added_cond_kwargs``: ``text_embeds`` (B, P) pooled, ``time_ids`` (B, 6).
 
-        ``dropped`` (B flags, caption dropout): the empty prompt for SD 1.x/2.x; zeros for SDXL, which is what the
-        SDXL pipeline feeds as the unconditional input (``force_zeros_for_empty_prompt``), so that classifier-free
-        guidance sees at inference the null condition it was trained with. Embeddings of each caption are cached
-        (the text encoders are frozen; most faces share the default prompt).
+        ``dropped`` (B flags, caption dropout): the empty prompt for SD 1.x/2.x (diffusers' training scripts); for
+        SDXL the zero embedding and zero pooled embedding, the null condition SDXL base was trained with and that
+        its pipeline feeds for an empty negative prompt (``force_zeros_for_empty_prompt``). As with any negative
+        prompt, a non-empty ``--negative-prompt`` (AuthFace's default) replaces that null condition in CFG.
+
+        Each distinct caption is encoded alone (a batch of one) and cached (the text encoders are frozen; most
+        faces share the default prompt), so an embedding never depends on which captions shared its batch: a
+        resumed run, whose cache starts empty, gets the very same embeddings as an uninterrupted one.
         """
         dropped = dropped or [False] * len(captions)
         texts = ["" if d else c for c, d in zip(captions, dropped)]
-        missing = list(dict.fromkeys(t for t in texts if t not in self._text_cache))
-        if missing:
-            if len(self._text_cache) + len(missing) > TEXT_CACHE_SIZE:
-                self._text_cache.clear()
-            for text, row in zip(missing, zip(*self._encode(missing))):
-                self._text_cache[text] = row
+        if len(self._text_cache) + len(set(texts)) > TEXT_CACHE_SIZE:
+            self._text_cache.clear()
+        for text in dict.fromkeys(texts):
+            if text not in self._text_cache:
+                self._text_cache[text] = tuple(x[0] for x in self._encode([text]))
         rows = [self._text_cache[t] for t in texts]
         embeds = torch.stack([r[0] for r in rows])
         if self.text_encoder_2 is None:
@@ -232,8 +237,13 @@ class DiffusionObjective:
     # Hooks of the inpainting objective (authface/training/inpaint.py): what the ControlNet sees, which latent
     # elements the diffusion loss averages, and the clean latent the facial / identity / GAN losses look at.
     def control_image(self, batch: dict, lq: torch.Tensor) -> torch.Tensor:
-        """The ControlNet condition: the degraded crops ``lq`` ([-1, 1]) in [0, 1], (B, 3, R, R)."""
-        return (lq + 1) / 2
+        """The ControlNet condition: the degraded crops ``lq`` ([-1, 1]) in [0, 1], (B, 3, R, R); for a ControlNet
+        with the mask channel (an inpainter trained further as a plain restorer), an empty mask as its 4th
+        channel, (B, 4, R, R), as the restorer's plain pass gives it."""
+        control = (lq + 1) / 2
+        if self.mask_channel:
+            control = torch.cat([control, torch.zeros_like(control[:, :1])], dim=1)
+        return control
 
     def sample_mse(self, pred: torch.Tensor, target: torch.Tensor, batch: dict) -> torch.Tensor:
         """Per-sample MSE (B,) of the model output against its target, both (B, 4, h, w)."""
