@@ -71,7 +71,7 @@ def test_masked_region_loss_has_exactly_zero_gradient_outside_the_mask(dataset, 
     """Diffusion, facial and identity losses on the composite: the model output gets gradient only inside the
     (latent-grid) mask, and does get it there."""
     run = setup_run(_cfg(dataset, tmp_path / "o", "facial.weight=1.0", "identity.weight=0.5",
-                         "facial.mode=constant", "identity.mode=constant"))  # fmt: skip
+                         "facial.mode=constant", "identity.mode=constant", "data.occlusion_prob=1.0"))  # fmt: skip
     obj = run.objective
     batch = next(iter(run.loader))
     assert batch["mask"].shape == (2, 1, 64, 64) and batch["mask"].sum() > 0
@@ -165,3 +165,64 @@ def test_training_script_task_flag_trains_an_inpainter(dataset, tmp_path):
     assert json.loads((out / "controlnet" / "config.json").read_text())["conditioning_channels"] == 4
     record = json.loads((out / "authface_train.json").read_text())
     assert record["config"]["task"] == "inpaint"
+
+
+def test_whole_faces_train_plain_restoration_with_an_empty_mask_channel(dataset, tmp_path, monkeypatch):
+    """A face drawn without an occlusion: empty mask channel, diffusion loss over the whole latent, x̂0 itself."""
+    from authface.training.inpaint import loss_mask
+
+    run = setup_run(_cfg(dataset, tmp_path / "w", "data.occlusion_prob=0.0"))
+    batch = next(iter(run.loader))
+    assert batch["mask"].abs().max() == 0
+    obj = run.objective
+    assert obj.control_image(batch, batch["lq"])[:, 3:].abs().max() == 0
+    assert torch.equal(loss_mask(batch["mask"], (8, 8)), torch.ones(2, 1, 8, 8))
+    pred, target = torch.randn(2, 4, 8, 8), torch.randn(2, 4, 8, 8)
+    assert torch.allclose(obj.sample_mse(pred, target, batch), ((pred - target) ** 2).mean(dim=(1, 2, 3)))
+    x0, z = torch.randn(2, 4, 8, 8), torch.randn(2, 4, 8, 8)
+    assert torch.equal(obj.composite(x0, z, batch), x0)
+
+
+def test_a_mask_channel_controlnet_trains_on_as_a_restorer(dataset, tmp_path):
+    """task restore from an inpainter's ControlNet (4 condition channels): an empty mask channel, as the restorer's
+    plain pass gives it, instead of a convolution shape error."""
+    inpainter = train(_cfg(dataset, tmp_path / "inp", "optim.max_steps=1"))
+    cfg = load_config(TrainConfig, TINY, [f"data.dataset={dataset}", f"output.output_dir={tmp_path / 'r'}",
+                                          "output.validation_steps=0", "optim.max_steps=1",
+                                          f"model.controlnet={inpainter / 'controlnet'}"])  # fmt: skip
+    run = setup_run(cfg)
+    assert run.objective.mask_channel and has_mask_channel(run.comps["controlnet"])
+    batch = next(iter(run.loader))
+    assert "mask" not in batch
+    losses = run.objective(batch, run.unet, run.controlnet, run.accelerator.autocast)
+    assert torch.isfinite(losses.loss)
+
+
+def test_mask_tensor_reads_every_form_alike():
+    from authface.models.mask_channel import mask_tensor
+
+    like = torch.zeros(2, 3, 4, 4)
+    soft = torch.zeros(2, 1, 4, 4)
+    soft[0, 0, 1, 1] = 0.3
+    as_arrays = [np.zeros((4, 4), np.float32), np.zeros((4, 4), np.uint8)]
+    as_arrays[0][1, 1] = 0.3
+    assert torch.equal(mask_tensor(soft, like), mask_tensor(as_arrays, like))
+    assert mask_tensor(soft, like)[0, 0, 1, 1] == 1
+    with pytest.raises(ValueError, match="one \\(H, W\\) = \\(4, 4\\) mask per crop"):
+        mask_tensor([np.zeros((4, 4)), np.zeros((5, 5))], like)
+    with pytest.raises(ValueError, match="mask per crop"):
+        mask_tensor(torch.zeros(3, 4, 4), like)
+
+
+def test_inpainting_encodes_through_the_pipeline_encoder(monkeypatch):
+    """The known region's latents come from pipe.encode_image (which upcasts SDXL's fp16 VAE), not a raw VAE call."""
+    from authface.inpaint import _encode
+    from authface.testing.tiny_model import tiny_pipeline
+
+    pipe = tiny_pipeline()
+    seen = []
+    encode = pipe.encode_image
+    monkeypatch.setattr(pipe, "encode_image", lambda x: seen.append(x.dtype) or encode(x))
+    latents = _encode(pipe, np.zeros((1, 64, 64, 3), np.uint8))
+    assert seen == [torch.float32] and latents.shape == (1, 4, 8, 8)
+

@@ -75,9 +75,9 @@ class TrainDataConfig:
     """task inpaint / mask-segmenter: what hides part of each training face: synthetic face masks (placed from the
     landmarks), old-photo damage (scratches, creases, tears, stains), or either (half and half)."""
     occlusion_prob: float | None = None
-    """task inpaint / mask-segmenter: the fraction of training faces that get an occlusion; None: 1.0 for inpaint
-    (its losses look only inside the mask, so a whole face teaches nothing) and 0.9 for the segmenter (whole faces
-    teach it to find nothing)."""
+    """task inpaint / mask-segmenter: the fraction of training faces that get an occlusion; None: 0.8 for inpaint
+    (whole faces train the plain restoration the same weights also do, with an empty mask channel) and 0.9 for the
+    segmenter (whole faces teach it to find nothing)."""
     validate_images: bool = True
     """Check every image before training (header and, for PNG, chunk checksums: no pixel decode; the validation
     faces are decoded in full) and stop with a list of unreadable files."""

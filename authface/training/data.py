@@ -118,8 +118,8 @@ def make_training_data(
                                     "`authface prepare`):\n  " + "\n  ".join(problems))  # fmt: skip
     occlusions = None if task == "restore" else data.occlusions
     prob = data.occlusion_prob
-    if prob is None:  # inpainting learns only inside masks: every face occluded; the segmenter also sees whole ones
-        prob = 1.0 if task == "inpaint" else 0.9
+    if prob is None:  # whole faces: plain restoration for the inpainter, "nothing to find" for the segmenter
+        prob = 0.8 if task == "inpaint" else 0.9
     dataset = FaceRestorationDataset(records, data.resolution, data.degradation, seed, regions, data.prompt,
                                      occlusions=occlusions, occlusion_prob=prob)  # fmt: skip
     sampler = EpochSampler(len(dataset), seed)

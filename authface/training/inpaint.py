@@ -9,7 +9,11 @@ what is hidden, and only that.
   masked latent elements only, and the facial feature loss, the identity loss and the region discriminators see
   the composite clean latent ``m * x̂0 + (1 - m) * z_HQ``: generated inside the mask, the original outside. The
   model output therefore receives exactly zero gradient outside the mask; the facial loss covers the generated
-  nose and mouth. A sample without an occlusion (``data.occlusion_prob`` < 1) contributes zero loss.
+  nose and mouth.
+* **Whole faces stay plain restoration.** The same ControlNet and LoRA restore every face without a mask (and the
+  restorer's plain pass of a masked one) with an empty mask channel; so the faces drawn without an occlusion
+  (``1 - data.occlusion_prob``, 20% by default for this task) are trained exactly like that: empty mask channel,
+  losses over the whole face. Without them the weights would get no supervision outside masks and drift there.
 
 The mask of a sample comes with it from the dataset (``batch["mask"]``, (B, 1, R, R) in {0, 1}), drawn from
 ``(seed, epoch, index)`` like its degradation, so a resumed run sees the same masks.
@@ -31,6 +35,14 @@ def latent_mask(mask: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     return (F.adaptive_max_pool2d(mask.float(), size) > 0).float()
 
 
+def loss_mask(mask: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Where the losses look, float32 (B, 1, h, w): the latent mask (:func:`latent_mask`) of an occluded face, all
+    ones for a face without a mask (trained as plain restoration)."""
+    m = latent_mask(mask, size)
+    whole = m.flatten(1).sum(1) == 0
+    return torch.where(whole.view(-1, 1, 1, 1), torch.ones_like(m), m)
+
+
 @dataclass
 class InpaintObjective(DiffusionObjective):
     """:class:`~.objective.DiffusionObjective` on occluded faces, its losses restricted to the occluded region
@@ -41,12 +53,12 @@ class InpaintObjective(DiffusionObjective):
         return torch.cat([(lq + 1) / 2, batch["mask"].to(lq)], dim=1)
 
     def sample_mse(self, pred: torch.Tensor, target: torch.Tensor, batch: dict) -> torch.Tensor:
-        """Per-sample MSE over the masked latent elements only, (B,); 0 for a sample without a mask."""
-        m = latent_mask(batch["mask"].to(pred.device), pred.shape[-2:])
-        count = (m.sum(dim=(1, 2, 3)) * pred.shape[1]).clamp(min=1.0)
-        return (m * (pred - target) ** 2).sum(dim=(1, 2, 3)) / count
+        """Per-sample MSE over the masked latent elements only (the whole latent for a face without a mask), (B,)."""
+        m = loss_mask(batch["mask"].to(pred.device), pred.shape[-2:])
+        return (m * (pred - target) ** 2).sum(dim=(1, 2, 3)) / (m.sum(dim=(1, 2, 3)) * pred.shape[1])
 
     def composite(self, pred_x0: torch.Tensor, latents: torch.Tensor, batch: dict) -> torch.Tensor:
-        """``m * x̂0 + (1 - m) * z_HQ`` (B, 4, h, w): generated inside the mask, the original outside."""
-        m = latent_mask(batch["mask"].to(pred_x0.device), pred_x0.shape[-2:])
+        """``m * x̂0 + (1 - m) * z_HQ`` (B, 4, h, w): generated inside the mask, the original outside (x̂0 itself
+        for a face without a mask)."""
+        m = loss_mask(batch["mask"].to(pred_x0.device), pred_x0.shape[-2:])
         return m * pred_x0 + (1 - m) * latents
