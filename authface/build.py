@@ -193,12 +193,16 @@ def mask_segmenter_path(cfg: RestoreConfig) -> Path | None:
         return None
     if cfg.io.mask_model:
         return Path(cfg.io.mask_model).expanduser()
-    own = Path(cfg.model.model).expanduser() / SUBFOLDER
+    model = Path(cfg.model.model).expanduser()
+    own = model / SUBFOLDER
     if own.is_dir():
         return own
     why = "--task old-photo needs a damage mask (--mask FILE|DIR, or auto): " if cfg.sampler.task == "old-photo" else ""
-    raise FileNotFoundError(f"{why}--mask auto needs a trained mask segmenter: the model {cfg.model.model} has no "
-                            f"{SUBFOLDER}/ folder and no --mask-model was given; {HOW_TO_TRAIN}")  # fmt: skip
+    where = (f"the model folder {model} has no {SUBFOLDER}/" if model.is_dir() else
+             f"the model {cfg.model.model} is not a local folder (a segmenter is only looked for in local model "
+             f"folders)")  # fmt: skip
+    raise FileNotFoundError(f"{why}--mask auto needs a trained mask segmenter: {where} and no --mask-model was "
+                            f"given; pass --mask-model DIR, or {HOW_TO_TRAIN}")  # fmt: skip
 
 
 def build_crop_masker(cfg: RestoreConfig, device) -> CropMasker | None:
@@ -213,7 +217,7 @@ def build_crop_masker(cfg: RestoreConfig, device) -> CropMasker | None:
     from .models.mask_segmenter import load_mask_segmenter, predict_masks
 
     segmenter = load_mask_segmenter(path, device)
-    logger.info("--mask auto: mask segmenter from %s", path)
+    logger.info("--mask auto: mask segmenter from %s (it looks inside the aligned face crops only)", path)
     return lambda crops: list(predict_masks(segmenter, crops))
 
 

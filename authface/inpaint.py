@@ -68,12 +68,13 @@ def _feather(mask: np.ndarray) -> np.ndarray:
 
 
 def _encode(pipe, images: np.ndarray) -> torch.Tensor:
-    """Latents (posterior mode, scaled) of uint8 RGB (B, S, S, 3) images."""
+    """Latents (posterior mode, scaled) of uint8 RGB (B, S, S, 3) images, through the pipeline's encoder (a
+    half-precision SDXL VAE encodes in float32 there: no overflow)."""
     from . import io
 
-    x = io.numpy_to_tensor(images).to(device=pipe._execution_device, dtype=pipe.vae.dtype)
+    x = io.numpy_to_tensor(images).to(device=pipe._execution_device, dtype=torch.float32)
     with torch.no_grad():
-        return pipe.vae.encode(x).latent_dist.mode() * pipe.vae.config.scaling_factor
+        return pipe.encode_image(x)
 
 
 def inpaint_crops(

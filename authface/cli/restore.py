@@ -67,8 +67,8 @@ RESTORE_FLAGS: dict[str, tuple[str, dict]] = {
                                      "segmenter finds them in each face)")),
     "--mask-model": ("io.mask_model", dict(help="mask segmenter folder for --mask auto (default: the model "
                                                 "folder's mask_segmenter/)")),
-    "--task": ("sampler.task", dict(help="old-photo: fill the damage (--mask, default auto), then restore; keep "
-                                         "the tone")),
+    "--task": ("sampler.task", dict(help="old-photo: fill the damage (--mask, default auto: inside the faces "
+                                         "only), then restore; keep the tone")),
     "--ext": ("io.ext", dict(help="output extension, e.g. png (default: keep the input's)")),
     "--max-pixels": ("io.max_pixels", dict(type=int, help="refuse larger images (decompression bombs)")),
 }

@@ -88,8 +88,9 @@ class SamplerConfig:
     batch_size: int = 4
     """Faces per pipeline call, batched across photos."""
     task: Literal["restore", "old-photo"] = "restore"
-    """restore: faces of a photo; old-photo: also fill damage (--mask; without it, auto: the mask segmenter)
-    before restoring, keep the print's tone unless --colorize."""
+    """restore: faces of a photo; old-photo: also fill damage (--mask; without it, auto: the mask segmenter, which
+    looks inside the face crops only: damage elsewhere in the print needs a mask file) before restoring, keep the
+    print's tone unless --colorize."""
     colorize: bool = False
     """Gray and toned (sepia) photos: False keeps them monochrome (the restored faces take the input's tone, no
     invented colour); True lets the model colour them."""
@@ -143,8 +144,8 @@ class IOConfig:
     """Inpainting: the region to generate (white = fill; a face mask, scratches): a mask file for one input, or a
     folder of masks matched to the inputs by relative path (any image extension). Photos without a mask in the
     folder are restored without one; or "auto": a trained mask segmenter finds the masks in each aligned face
-    crop (``io.mask_model``; ``authface.models.mask_segmenter``). ``sampler.task`` old-photo without a mask
-    means "auto"."""
+    crop (``io.mask_model``; ``authface.models.mask_segmenter``) — only there: damage outside the faces is found
+    only in a mask file. ``sampler.task`` old-photo without a mask means "auto"."""
     mask_model: str | None = None
     """For ``io.mask`` auto: the mask segmenter folder (what ``training/train.py --task mask-segmenter --output
     OUT`` writes: OUT or OUT/mask_segmenter); None: the model folder's own ``mask_segmenter/`` subfolder."""

@@ -49,21 +49,27 @@ def add_mask_channel(controlnet) -> None:
 
 def mask_tensor(mask, like: torch.Tensor) -> torch.Tensor:
     """``mask`` as float32 (B, 1, H, W) in {0, 1} on ``like``'s device, for crops ``like`` (B, 3, H, W): a tensor
-    (B, 1, H, W) or (B, H, W), or a sequence of B bool/uint8 (H, W) arrays (nonzero = generate).
+    (B, 1, H, W) or (B, H, W), or a sequence of B bool/uint8/float (H, W) arrays; nonzero = generate, for every
+    form.
 
     Raises:
-        ValueError: another number of masks or another size than the crops.
+        ValueError: another number of masks or another size than the crops (named, with the expected size).
     """
+    expected = (like.shape[0], 1, *like.shape[2:])
     if not isinstance(mask, torch.Tensor):
         import numpy as np
 
-        mask = torch.from_numpy(np.stack([np.asarray(m) != 0 for m in mask]))
-    mask = mask.to(device=like.device, dtype=torch.float32)
+        arrays = [np.asarray(m) for m in mask]
+        sizes = sorted({a.shape for a in arrays})
+        if len(arrays) != like.shape[0] or sizes != [tuple(like.shape[2:])]:
+            raise ValueError(f"mask must be one (H, W) = {tuple(like.shape[2:])} mask per crop ({like.shape[0]}), "
+                             f"got {len(arrays)} of sizes {sizes}")  # fmt: skip
+        mask = torch.from_numpy(np.stack([a != 0 for a in arrays]))
     mask = mask[:, None] if mask.ndim == 3 else mask
-    if mask.shape != (like.shape[0], 1, *like.shape[2:]):
+    if tuple(mask.shape) != expected:
         raise ValueError(f"mask must be one (H, W) = {tuple(like.shape[2:])} mask per crop ({like.shape[0]}), "
                          f"got {tuple(mask.shape)}")  # fmt: skip
-    return (mask > 0.5).float()
+    return (mask.to(like.device) != 0).float()
 
 
 def control_condition(controlnet, image: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
