@@ -43,8 +43,8 @@ def _cfg(dataset: Path, out: Path, *overrides: str) -> TrainConfig:
 
 
 def test_sdxl_training_cli_then_restore_cli(dataset, xl_base, tmp_path, astronaut):
-    """training/train.py on an SDXL base folder (LoRA + ControlNet from its UNet + quality prior), validation grid
-    included, then `authface restore` on the model folder it wrote."""
+    """training/train.py on an SDXL base folder (LoRA + ControlNet from its UNet + quality prior, gradient
+    checkpointing), validation grid included, then `authface restore` on the model folder it wrote."""
     import importlib.util
 
     from authface.cli import main as authface_main
@@ -55,7 +55,7 @@ def test_sdxl_training_cli_then_restore_cli(dataset, xl_base, tmp_path, astronau
     out = tmp_path / "xl-run"
     rc = script.main(["--config", str(TINY), "--data", str(dataset), "--output", str(out), "--max-steps", "3",
                       "--set", f"model.base={xl_base}", "--set", "output.validation_steps=3",
-                      "--set", "data.caption_dropout=0.5"])  # fmt: skip
+                      "--set", "data.caption_dropout=0.5", "--set", "model.gradient_checkpointing=true"])  # fmt: skip
     assert rc == 0
     index = json.loads((out / "model_index.json").read_text())
     assert index["_class_name"] == "AuthFaceXLPipeline" and "text_encoder_2" in index
