@@ -8,6 +8,13 @@ import socket
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+# Under pytest-xdist, share the cores between the workers (and the kernels and CLI processes they start): N workers
+# each running torch/OpenMP with every core oversubscribe the machine, and spinning OpenMP threads then slow some
+# tests 20-fold (a 10 s test took 200 s with -n 2 on 2 cores).
+_WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+if _WORKERS > 1:
+    for _var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        os.environ.setdefault(_var, str(max(1, (os.cpu_count() or 1) // _WORKERS)))
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
