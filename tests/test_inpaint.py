@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -122,3 +123,24 @@ def test_colorize_keeps_the_luminance_of_a_gray_photo(tiny_model_dir, astronaut)
     assert np.percentile(diff, 99) <= 1.0 and diff.mean() < 0.5  # within rounding of 1/255
     assert np.abs(out.astype(int) - out[..., [1, 2, 0]].astype(int)).mean() > 1  # and it has colour
     assert any("coloured" in n for n in result.notes)
+
+
+def test_missing_mask_path_is_a_usage_error_and_unmatched_photos_are_noted(tiny_model_dir, astronaut, tmp_path,
+                                                                          capsys, mouth_mask):  # fmt: skip
+    """--mask naming nothing stops before any work (exit 2); with a mask folder, a photo without a mask there is
+    restored without one and its manifest record says so."""
+    (tmp_path / "in").mkdir()
+    Image.fromarray(astronaut).save(tmp_path / "in" / "a.png")
+    Image.fromarray(astronaut[:, ::-1].copy()).save(tmp_path / "in" / "b.png")
+    rc = main(["restore", str(tmp_path / "in"), "-o", str(tmp_path / "o"), "--model", str(tiny_model_dir),
+               "--mask", str(tmp_path / "nosuch.png"), *CLI_FAST])  # fmt: skip
+    assert rc == 2 and "no such file or folder" in capsys.readouterr().err and not (tmp_path / "o").exists()
+    (tmp_path / "masks").mkdir()
+    Image.fromarray(mouth_mask.astype(np.uint8) * 255).save(tmp_path / "masks" / "a.png")
+    rc = main(["restore", str(tmp_path / "in"), "-o", str(tmp_path / "o"), "--model", str(tiny_model_dir),
+               "--mask", str(tmp_path / "masks"), *CLI_FAST])  # fmt: skip
+    assert rc == 0
+    records = {Path(r["input"]).name: r for r in map(json.loads, (tmp_path / "o" / "manifest.jsonl").read_text()
+               .splitlines()) if r.get("type") == "photo"}  # fmt: skip
+    assert any("no mask for this photo" in n for n in records["b.png"]["notes"])
+    assert not any("no mask for this photo" in n for n in records["a.png"]["notes"])

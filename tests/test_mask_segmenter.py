@@ -117,7 +117,7 @@ def test_a_few_cpu_steps_lower_the_loss_and_raise_iou(dataset, tmp_path):
     assert mean("iou", logs[-8:]) > mean("iou", logs[:8]) + 0.1, logs
     segmenter = load_mask_segmenter(out, "cpu")  # what train_segmenter writes loads as is
     assert segmenter.config.resolution == 64
-    assert not list(out.glob("checkpoint-*"))
+    assert [p.name for p in out.glob("checkpoint-*")] == ["checkpoint-40"]  # the run's end (none periodic)
 
 
 def test_resume_reaches_the_same_weights(dataset, tmp_path):
@@ -229,3 +229,30 @@ def test_training_script_task_flag_trains_the_segmenter_and_says_where(dataset, 
     assert "mask segmenter written to" in capsys.readouterr().err
     assert (out / SUBFOLDER / "config.json").is_file() and not (out / "model_index.json").exists()
     assert isinstance(load_mask_segmenter(out, "cpu"), MaskSegmenter)
+
+
+def test_a_short_run_ends_with_a_checkpoint_so_latest_continues_it(dataset, tmp_path):
+    """3 steps with checkpoints every 10: the end of the run is still a checkpoint, and resuming from 'latest'
+    with more steps continues it (steps 4-5 only in the log) instead of starting over."""
+    out = tmp_path / "short"
+    train_segmenter_run = _train_script().main
+    common = ["--config", str(TINY), "--data", str(dataset), "--output", str(out), "--task", "mask-segmenter",
+              "--set", "output.checkpointing_steps=10"]  # fmt: skip
+    assert train_segmenter_run([*common, "--max-steps", "3"]) == 0
+    assert sorted(p.name for p in out.glob("checkpoint-*")) == ["checkpoint-3"]
+    assert train_segmenter_run([*common, "--max-steps", "5", "--resume-from-checkpoint", "latest"]) == 0
+    assert [r["step"] for r in _log(out)] == [1, 2, 3, 4, 5]
+    assert sorted(p.name for p in out.glob("checkpoint-*")) == ["checkpoint-3", "checkpoint-5"]
+
+
+def test_resuming_another_tasks_checkpoint_is_refused_by_name(dataset, tmp_path, capsys):
+    out = tmp_path / "mixed"
+    script = _train_script().main
+    base = ["--config", str(TINY), "--data", str(dataset), "--output", str(out), "--max-steps", "2",
+            "--set", "output.validation_steps=0"]  # fmt: skip
+    assert script([*base, "--task", "inpaint"]) == 0
+    capsys.readouterr()
+    rc = script([*base, "--task", "mask-segmenter", "--max-steps", "4", "--resume-from-checkpoint", "latest"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "written by training task 'inpaint', not 'mask-segmenter'" in err and "--output" in err
+    assert len(err.splitlines()) <= 3  # one message, no traceback

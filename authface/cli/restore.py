@@ -199,6 +199,9 @@ def _plan(args, cfg: RestoreConfig) -> tuple[Path, list[_Job]]:
         raise _UsageError(str(e)) from None
     if out_dir.exists() and not out_dir.is_dir():
         raise _UsageError(f"output {out_dir} exists and is not a folder")
+    if cfg.io.mask and cfg.io.mask != "auto" and not Path(cfg.io.mask).expanduser().exists():
+        raise _UsageError(f"--mask {cfg.io.mask}: no such file or folder (a mask file, a folder of masks matched "
+                          f"by relative path, or auto)")  # fmt: skip
     jobs = _unique_outputs([_Job(src, rel, _output_path(out_dir, rel, cfg.io.ext)) for src, rel in inputs])
     input_set = {j.src.resolve() for j in jobs}
     clash = [j.dst for j in jobs if j.dst.resolve() in input_set]
@@ -278,7 +281,11 @@ def _run(restorer, todo: list[_Job], cfg: RestoreConfig, out_dir: Path, manifest
         def load():
             img = io.read_image(src, max_pixels=cfg.io.max_pixels)
             loaded[str(src)] = img
-            return img.rgb, img.alpha, _photo_mask(src, rel_of[str(src)], img.rgb.shape[:2], cfg)
+            mask = _photo_mask(src, rel_of[str(src)], img.rgb.shape[:2], cfg)
+            if mask is None and cfg.io.mask and cfg.io.mask != "auto":  # a folder without this photo's mask
+                img.notes.append(f"no mask for this photo in --mask {cfg.io.mask} (same relative path, any image "
+                                 f"extension): restored without inpainting")  # fmt: skip
+            return img.rgb, img.alpha, mask
 
         return load
 

@@ -54,6 +54,7 @@ def run(args: argparse.Namespace) -> int:
     from ..data import ManifestError
     from ..models.loading import ModelNotFoundError
     from ..training import TrainingDataError, train
+    from ..training.checkpoints import CheckpointMismatchError
 
     try:
         cfg = load_config(TrainConfig, args.config, overrides_from_args(args))
@@ -62,7 +63,7 @@ def run(args: argparse.Namespace) -> int:
         return 2
     try:
         out = train(cfg, progress=_TrainProgress())
-    except (ManifestError, TrainingDataError, FileNotFoundError, ModelNotFoundError) as e:
+    except (ManifestError, TrainingDataError, FileNotFoundError, ModelNotFoundError, CheckpointMismatchError) as e:
         print(f"{PROG}: error: {e}", file=sys.stderr)
         return 2
     if os.environ.get("RANK", "0") == "0":  # one line, from the main process of a multi-process launch

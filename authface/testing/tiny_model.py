@@ -154,12 +154,12 @@ def _new_folder(out_dir: str | Path) -> Path:
     return out_dir
 
 
-def _write_readme(out_dir: Path, title: str) -> None:
+def _write_readme(out_dir: Path, title: str, extra: str = "") -> None:
     (out_dir / "README.md").write_text(
         f"# {title}\n\n"
         "Made by `python -m authface.testing.tiny_model`. Its weights are RANDOM: restoring with it produces "
         "noise inside each face. It exists for smoke tests and demos that must run without downloads.\n"
-        "Use a small crop for speed: `--set face.crop_size=128`.\n"
+        "Use a small crop for speed: `--set face.crop_size=128`.\n" + extra
     )
 
 
@@ -188,7 +188,10 @@ def save_tiny_model(out_dir: str | Path, seed: int = 0) -> Path:
     out_dir = _new_folder(out_dir)
     tiny_pipeline(seed).save_pretrained(out_dir, safe_serialization=True)
     tiny_mask_segmenter(seed + 5).save_pretrained(out_dir / SUBFOLDER, safe_serialization=True)
-    _write_readme(out_dir, "Tiny random AuthFace model")
+    _write_readme(out_dir, "Tiny random AuthFace model",
+                  f"\n`{SUBFOLDER}/` is a tiny RANDOM mask segmenter too: `--mask auto` and `--task old-photo` run on "
+                  "this folder, but the masks it finds are arbitrary (train a real one: training/train.py --task "
+                  "mask-segmenter).\n")  # fmt: skip
     return out_dir
 
 

@@ -123,9 +123,17 @@ class ResumePoint:
         return cls(step, step // steps_per_epoch, skip)
 
 
-def save_checkpoint(accelerator, out: str | Path, step: int, total_limit: int | None) -> Path:
+class CheckpointMismatchError(ValueError):
+    """A checkpoint of another training task than the run resuming from it (e.g. an inpainter's checkpoint for a
+    mask-segmenter run): its state cannot be loaded; the message names both and the fix."""
+
+
+def save_checkpoint(
+    accelerator, out: str | Path, step: int, total_limit: int | None, task: str | None = None
+) -> Path:
     """Save the training state of every process to ``out/checkpoint-<step>`` (pruning old ones first), then,
-    once every process is done, the completion marker.
+    once every process is done, the completion marker (``{"step", "time", "task"}``; ``task``: the training task,
+    checked on resume).
 
     Collective: every process must call it (they wait for each other); only the main process deletes folders and
     writes the marker. A folder of the same step left by an earlier run loses its marker before it is rewritten.
@@ -139,12 +147,26 @@ def save_checkpoint(accelerator, out: str | Path, step: int, total_limit: int | 
     accelerator.save_state(str(path))
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
-        io.write_json(path / COMPLETE_MARKER, {"step": step, "time": time.time()})
+        record = {"step": step, "time": time.time(), **({"task": task} if task else {})}
+        io.write_json(path / COMPLETE_MARKER, record)
     return path
 
 
+def save_final_checkpoint(
+    accelerator, out: str | Path, step: int, start_step: int, every: int, total_limit: int | None,
+    task: str | None = None,
+) -> Path | None:
+    """After the last optimiser step ``step``: a checkpoint of it unless the periodic ones (``every`` steps)
+    already made one or no step was trained since ``start_step``, so that ``--resume-from-checkpoint latest``
+    with a larger ``max_steps`` always continues a finished run. Collective, like :func:`save_checkpoint`."""
+    if step <= start_step or (every and step % every == 0):
+        return None
+    return save_checkpoint(accelerator, out, step, total_limit, task)
+
+
 def load_checkpoint(
-    accelerator, out: str | Path, ref: str | None, steps_per_epoch: int, gradient_accumulation_steps: int
+    accelerator, out: str | Path, ref: str | None, steps_per_epoch: int, gradient_accumulation_steps: int,
+    task: str | None = None,
 ) -> ResumePoint:
     """Restore the state saved in the checkpoint ``ref`` (see :func:`resolve_checkpoint`); where to start.
 
@@ -152,6 +174,7 @@ def load_checkpoint(
 
     Raises:
         FileNotFoundError: ``ref`` is a path that is not a folder.
+        CheckpointMismatchError: the checkpoint's marker names another ``task`` than this run's.
     """
     if not ref:
         return ResumePoint()
@@ -159,7 +182,24 @@ def load_checkpoint(
     if path is None:
         logger.warning("resume_from_checkpoint=%s: no checkpoint in %s; starting fresh", LATEST, out)
         return ResumePoint()
+    saved = _marker_task(path)
+    if task and saved and saved != task:
+        raise CheckpointMismatchError(
+            f"{path} was written by training task {saved!r}, not {task!r}: resume it with --task {saved}, or train "
+            f"task {task!r} into another --output folder"
+        )
     accelerator.load_state(str(path))
     point = ResumePoint.at(checkpoint_step(path), steps_per_epoch, gradient_accumulation_steps)
     logger.info("resumed from %s at step %d", path, point.global_step)
     return dataclasses.replace(point, path=str(path))
+
+
+def _marker_task(path: Path) -> str | None:
+    """The training task recorded in the checkpoint's completion marker (None: not recorded, older markers)."""
+    import json
+
+    try:
+        return json.loads((Path(path) / COMPLETE_MARKER).read_text()).get("task")
+    except (OSError, ValueError, AttributeError):
+        return None
+

@@ -19,7 +19,7 @@ from .. import io
 from ..config import TrainConfig, to_dict
 from ..losses import FacialFeatureLoss
 from ..models.mask_channel import has_mask_channel
-from .checkpoints import ResumePoint, load_checkpoint, save_checkpoint
+from .checkpoints import ResumePoint, load_checkpoint, save_checkpoint, save_final_checkpoint
 from .components import (
     check_optimizer,
     configure_trainable,
@@ -117,7 +117,7 @@ def train(
     run = setup_run(cfg, build_components=build_components)
     accelerator, out = run.accelerator, run.out
     start = load_checkpoint(accelerator, out, cfg.output.resume_from_checkpoint, run.steps_per_epoch,
-                            cfg.optim.gradient_accumulation_steps)  # fmt: skip
+                            cfg.optim.gradient_accumulation_steps, task=cfg.task)  # fmt: skip
     if run.tracker:
         accelerator.init_trackers("authface", config=flat_config(to_dict(cfg)))
     if accelerator.is_main_process:
@@ -127,7 +127,10 @@ def train(
     if run.progress:
         run.progress({"event": "start", "step": start.global_step, "max_steps": cfg.optim.max_steps,
                       "resumed_from": start.path})  # fmt: skip
-    _run_epochs(run, start)
+    last = _run_epochs(run, start)
+    o = cfg.output
+    save_final_checkpoint(accelerator, out, last, start.global_step, o.checkpointing_steps,
+                          o.checkpoints_total_limit, cfg.task)  # fmt: skip
     _finish(run, save_model)
     if run.progress:
         run.progress({"event": "end"})
@@ -253,11 +256,11 @@ def sdxl_conditioning(comps: dict, resolution: int) -> dict:
     return {"text_encoder_2": encoder, "tokenizer_2": comps["tokenizer_2"], "add_time_ids": ids}
 
 
-def _run_epochs(run: TrainingRun, start: ResumePoint) -> None:
-    """Train from ``start`` until ``optim.max_steps`` optimiser steps are done."""
+def _run_epochs(run: TrainingRun, start: ResumePoint) -> int:
+    """Train from ``start`` until ``optim.max_steps`` optimiser steps are done; returns the last step."""
     max_steps, step = run.cfg.optim.max_steps, start.global_step
     if step >= max_steps:
-        return
+        return step
     run.unet.train()
     run.controlnet.train()
     accumulation = run.cfg.optim.gradient_accumulation_steps
@@ -269,6 +272,7 @@ def _run_epochs(run: TrainingRun, start: ResumePoint) -> None:
         _after_step(run, step, epoch, losses)
         if step >= max_steps:
             break
+    return step
 
 
 def _after_step(run: TrainingRun, step: int, epoch: int, losses: BatchLosses) -> None:
@@ -282,7 +286,7 @@ def _after_step(run: TrainingRun, step: int, epoch: int, losses: BatchLosses) ->
     if run.progress:
         run.progress({"event": "step", "step": step, **logs})
     if step % output.checkpointing_steps == 0:
-        save_checkpoint(acc, run.out, step, output.checkpoints_total_limit)
+        save_checkpoint(acc, run.out, step, output.checkpoints_total_limit, run.cfg.task)
     if acc.is_main_process and output.validation_steps and step % output.validation_steps == 0:
         run_validation(acc, run.comps, run.unet, run.controlnet, run.data.dataset, out=run.out, step=step,
                        num_faces=output.num_validation, prompt=run.cfg.data.prompt, tracker=run.tracker,

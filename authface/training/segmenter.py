@@ -33,7 +33,7 @@ import torch.nn.functional as F
 from .. import io
 from ..config import TrainConfig, to_dict
 from ..models.mask_segmenter import SUBFOLDER, MaskSegmenter
-from .checkpoints import ResumePoint, load_checkpoint, save_checkpoint
+from .checkpoints import ResumePoint, load_checkpoint, save_checkpoint, save_final_checkpoint
 from .components import check_optimizer, make_optimizer
 from .data import TrainingData, make_training_data, steps_per_epoch
 from .loop import make_accelerator
@@ -94,7 +94,7 @@ def train_segmenter(cfg: TrainConfig, *, save_model: bool = True, progress: Call
     run = _setup(cfg)
     acc, out = run.accelerator, run.out
     start = load_checkpoint(acc, out, cfg.output.resume_from_checkpoint, run.steps_per_epoch,
-                            cfg.optim.gradient_accumulation_steps)  # fmt: skip
+                            cfg.optim.gradient_accumulation_steps, task=cfg.task)  # fmt: skip
     if run.tracker:
         acc.init_trackers("authface-mask-segmenter", config=flat_config(to_dict(cfg)))
     if acc.is_main_process:
@@ -104,7 +104,10 @@ def train_segmenter(cfg: TrainConfig, *, save_model: bool = True, progress: Call
     if run.progress:
         run.progress({"event": "start", "step": start.global_step, "max_steps": cfg.optim.max_steps,
                       "resumed_from": start.path})  # fmt: skip
-    _train_epochs(run, start)
+    last = _train_epochs(run, start)
+    o = cfg.output
+    save_final_checkpoint(acc, out, last, start.global_step, o.checkpointing_steps, o.checkpoints_total_limit,
+                          cfg.task)  # fmt: skip
     acc.wait_for_everyone()
     if acc.is_main_process and save_model:
         acc.unwrap_model(run.model).save_pretrained(out / SUBFOLDER, safe_serialization=True)
@@ -140,11 +143,12 @@ def _setup(cfg: TrainConfig) -> _SegmenterRun:
     return _SegmenterRun(cfg, out, accelerator, tracker, data, loader, model, optimizer, schedule)
 
 
-def _train_epochs(run: _SegmenterRun, start: ResumePoint) -> None:
-    """Optimiser steps from ``start`` to ``optim.max_steps`` (the batches of :meth:`.data.TrainingData.batches`)."""
+def _train_epochs(run: _SegmenterRun, start: ResumePoint) -> int:
+    """Optimiser steps from ``start`` to ``optim.max_steps`` (the batches of :meth:`.data.TrainingData.batches`);
+    returns the last step."""
     acc, max_steps, step = run.accelerator, run.cfg.optim.max_steps, start.global_step
     if step >= max_steps:
-        return
+        return step
     run.model.train()
     accumulation = run.cfg.optim.gradient_accumulation_steps
     for epoch, batch in run.data.batches(acc, run.loader, start, max_steps, accumulation):
@@ -155,6 +159,7 @@ def _train_epochs(run: _SegmenterRun, start: ResumePoint) -> None:
             _log_and_checkpoint(run, step, epoch, logs)
             if step >= max_steps:
                 break
+    return step
 
 
 def _optimise(run: _SegmenterRun, batch: dict) -> dict[str, float]:
@@ -179,4 +184,4 @@ def _log_and_checkpoint(run: _SegmenterRun, step: int, epoch: int, losses: dict[
         run.progress({"event": "step", "step": step, **logs})
     output = run.cfg.output
     if step % output.checkpointing_steps == 0:
-        save_checkpoint(run.accelerator, run.out, step, output.checkpoints_total_limit)
+        save_checkpoint(run.accelerator, run.out, step, output.checkpoints_total_limit, run.cfg.task)
