@@ -104,3 +104,10 @@ def test_choices_come_from_the_literal_types():
     from authface.config import ColorFix, choices
 
     assert choices(ColorFix) == ("none", "wavelet", "adain")
+
+
+def test_a_misspelt_section_gets_a_suggestion_for_the_whole_key():
+    from authface.config import ConfigError, RestoreConfig, load_config
+
+    with pytest.raises(ConfigError, match="unknown config key 'fase.crop_size'; did you mean 'face.crop_size'"):
+        load_config(RestoreConfig, None, ["fase.crop_size=64"])

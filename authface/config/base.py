@@ -147,7 +147,11 @@ def _apply(obj: Any, data: dict, root_cls, prefix: str = "") -> None:
             warnings.warn(f"config key '{dotted}' is deprecated; use '{new}'", FutureWarning, stacklevel=2)
             logger.warning("config key '%s' is deprecated; use '%s'", dotted, new)
             dotted, key = new, new.rsplit(".", 1)[-1]  # aliases stay inside their section
-        if key not in fields:
+        if key not in fields:  # a misspelt section ("fase.crop_size"): report the full key, so it gets a suggestion
+            node = value
+            while isinstance(node, dict) and node:
+                first = next(iter(node))
+                dotted, node = f"{dotted}.{first}", node[first]
             raise _unknown(dotted, root_cls)
         tp, _ = fields[key]
         if dataclasses.is_dataclass(tp):
