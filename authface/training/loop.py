@@ -115,26 +115,40 @@ def train(
 
         return train_segmenter(cfg, save_model=save_model, progress=progress)
     run = setup_run(cfg, build_components=build_components)
-    accelerator, out = run.accelerator, run.out
-    start = load_checkpoint(accelerator, out, cfg.output.resume_from_checkpoint, run.steps_per_epoch,
-                            cfg.optim.gradient_accumulation_steps, task=cfg.task)  # fmt: skip
-    if run.tracker:
-        accelerator.init_trackers("authface", config=flat_config(to_dict(cfg)))
-    if accelerator.is_main_process:
-        out.mkdir(parents=True, exist_ok=True)
-        io.repair_jsonl_tail(out / TRAIN_LOG)  # a killed run may have left half a line
-    run.progress = progress if accelerator.is_main_process else None
-    if run.progress:
-        run.progress({"event": "start", "step": start.global_step, "max_steps": cfg.optim.max_steps,
-                      "resumed_from": start.path})  # fmt: skip
-    last = _run_epochs(run, start)
-    o = cfg.output
-    save_final_checkpoint(accelerator, out, last, start.global_step, o.checkpointing_steps,
-                          o.checkpoints_total_limit, cfg.task)  # fmt: skip
+    start = begin_run(run, progress, "authface")
+    end_epochs(run, start, _run_epochs(run, start))
     _finish(run, save_model)
     if run.progress:
         run.progress({"event": "end"})
-    return out
+    return run.out
+
+
+def begin_run(run, progress: Callable[[dict], None] | None, project: str) -> ResumePoint:
+    """What every training task does before its first step, on a set-up ``run`` (its ``cfg``, ``accelerator``,
+    ``out``, ``tracker``, ``steps_per_epoch``): resume from ``output.resume_from_checkpoint`` (the checkpoint's task
+    checked), start the tracker as ``project``, create ``out`` and repair a half-written ``train_log.jsonl`` (main
+    process), keep ``progress`` on the main process only (``run.progress``) and send its start event. Returns where
+    training starts."""
+    cfg, acc, out = run.cfg, run.accelerator, run.out
+    start = load_checkpoint(acc, out, cfg.output.resume_from_checkpoint, run.steps_per_epoch,
+                            cfg.optim.gradient_accumulation_steps, task=cfg.task)  # fmt: skip
+    if run.tracker:
+        acc.init_trackers(project, config=flat_config(to_dict(cfg)))
+    if acc.is_main_process:
+        out.mkdir(parents=True, exist_ok=True)
+        io.repair_jsonl_tail(out / TRAIN_LOG)  # a killed run may have left half a line
+    run.progress = progress if acc.is_main_process else None
+    if run.progress:
+        run.progress({"event": "start", "step": start.global_step, "max_steps": cfg.optim.max_steps,
+                      "resumed_from": start.path})  # fmt: skip
+    return start
+
+
+def end_epochs(run, start: ResumePoint, last: int) -> None:
+    """After the last optimiser step ``last``: the final checkpoint (:func:`~.checkpoints.save_final_checkpoint`)."""
+    o = run.cfg.output
+    save_final_checkpoint(run.accelerator, run.out, last, start.global_step, o.checkpointing_steps,
+                          o.checkpoints_total_limit, run.cfg.task)  # fmt: skip
 
 
 def setup_run(

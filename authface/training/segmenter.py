@@ -30,14 +30,13 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from .. import io
-from ..config import TrainConfig, to_dict
+from ..config import TrainConfig
 from ..models.mask_segmenter import SUBFOLDER, MaskSegmenter
-from .checkpoints import ResumePoint, load_checkpoint, save_checkpoint, save_final_checkpoint
+from .checkpoints import ResumePoint, save_checkpoint
 from .components import check_optimizer, make_optimizer
 from .data import TrainingData, make_training_data, steps_per_epoch
-from .loop import make_accelerator
-from .tracking import TRAIN_LOG, flat_config, log_step, tracker_name
+from .loop import begin_run, end_epochs, make_accelerator
+from .tracking import log_step, tracker_name
 
 logger = logging.getLogger(__name__)
 
@@ -93,21 +92,8 @@ def train_segmenter(cfg: TrainConfig, *, save_model: bool = True, progress: Call
     """
     run = _setup(cfg)
     acc, out = run.accelerator, run.out
-    start = load_checkpoint(acc, out, cfg.output.resume_from_checkpoint, run.steps_per_epoch,
-                            cfg.optim.gradient_accumulation_steps, task=cfg.task)  # fmt: skip
-    if run.tracker:
-        acc.init_trackers("authface-mask-segmenter", config=flat_config(to_dict(cfg)))
-    if acc.is_main_process:
-        out.mkdir(parents=True, exist_ok=True)
-        io.repair_jsonl_tail(out / TRAIN_LOG)  # a killed run may have left half a line
-    run.progress = progress if acc.is_main_process else None
-    if run.progress:
-        run.progress({"event": "start", "step": start.global_step, "max_steps": cfg.optim.max_steps,
-                      "resumed_from": start.path})  # fmt: skip
-    last = _train_epochs(run, start)
-    o = cfg.output
-    save_final_checkpoint(acc, out, last, start.global_step, o.checkpointing_steps, o.checkpoints_total_limit,
-                          cfg.task)  # fmt: skip
+    start = begin_run(run, progress, "authface-mask-segmenter")
+    end_epochs(run, start, _train_epochs(run, start))
     acc.wait_for_everyone()
     if acc.is_main_process and save_model:
         acc.unwrap_model(run.model).save_pretrained(out / SUBFOLDER, safe_serialization=True)
