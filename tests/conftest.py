@@ -48,3 +48,42 @@ def tiny_model_dir(tmp_path_factory):
     from authface.testing.tiny_model import save_tiny_model
 
     return save_tiny_model(tmp_path_factory.mktemp("models") / "tiny")
+
+
+@pytest.fixture(scope="session")
+def dataset(tmp_path_factory, astronaut):
+    """The training tests' dataset: four distinct 64 px faces prepared by `authface prepare` from shifted, scaled
+    and recoloured copies of the astronaut (read-only: tests that damage it work on a copy)."""
+    import cv2
+    from PIL import Image
+
+    from authface.data.prepare import PrepareSettings, prepare_dataset
+
+    root = tmp_path_factory.mktemp("train")
+    src = root / "photos"
+    src.mkdir()
+    h, w = astronaut.shape[:2]
+    for i, (dx, dy, scale, gain) in enumerate([(0, 0, 1.0, 1.0), (30, 10, 0.9, 1.15), (-25, 20, 1.1, 0.85),
+                                               (15, -20, 0.95, 1.3)]):  # fmt: skip
+        m = cv2.getRotationMatrix2D((w / 2, h / 2), 4.0 * i, scale)
+        m[:, 2] += (dx, dy)
+        img = cv2.warpAffine(astronaut, m, (w, h), borderMode=cv2.BORDER_REFLECT_101)
+        Image.fromarray(np.clip(img.astype(np.float32) * gain, 0, 255).astype(np.uint8)).save(src / f"photo_{i}.png")
+    out = root / "ds"
+    prepare_dataset([str(src)], out, PrepareSettings(crop_size=64, min_face_size=32, dedupe_threshold=-1))
+    assert len((out / "manifest.jsonl").read_text().splitlines()) == 4
+    return out
+
+
+@pytest.fixture(scope="session")
+def train_script():
+    """``main(argv) -> exit code`` of training/train.py, the script users launch (loaded from its file)."""
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.spec_from_file_location("train_script", Path(__file__).resolve().parents[1] / "training"
+                                                  / "train.py")  # fmt: skip
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    return script.main
+

@@ -7,7 +7,6 @@ import json
 import shutil
 from pathlib import Path
 
-import cv2
 import numpy as np
 import pytest
 import torch
@@ -26,26 +25,6 @@ ROOT = Path(__file__).resolve().parents[1]
 TINY = ROOT / "configs" / "train" / "tiny.yaml"
 CLI_FAST = ["--set", "face.crop_size=64", "--steps", "2"]
 HOW = "training/train.py --task mask-segmenter"
-
-
-@pytest.fixture(scope="module")
-def dataset(tmp_path_factory, astronaut) -> Path:
-    """Four prepared 64 px faces: shifted, scaled and recoloured copies of one portrait."""
-    from authface.data.prepare import PrepareSettings, prepare_dataset
-
-    root = tmp_path_factory.mktemp("seg")
-    src = root / "photos"
-    src.mkdir()
-    h, w = astronaut.shape[:2]
-    for i, (dx, dy, scale, gain) in enumerate([(0, 0, 1.0, 1.0), (30, 10, 0.9, 1.15), (-25, 20, 1.1, 0.85),
-                                               (15, -20, 0.95, 1.3)]):  # fmt: skip
-        m = cv2.getRotationMatrix2D((w / 2, h / 2), 4.0 * i, scale)
-        m[:, 2] += (dx, dy)
-        img = cv2.warpAffine(astronaut, m, (w, h), borderMode=cv2.BORDER_REFLECT_101)
-        Image.fromarray(np.clip(img.astype(np.float32) * gain, 0, 255).astype(np.uint8)).save(src / f"p{i}.png")
-    out = root / "ds"
-    prepare_dataset([str(src)], out, PrepareSettings(crop_size=64, min_face_size=32, dedupe_threshold=-1))
-    return out
 
 
 def _cfg(dataset: Path, out: Path, *overrides: str) -> TrainConfig:
@@ -211,19 +190,10 @@ def test_restorer_inpaints_each_face_with_its_crop_mask(astronaut):
     assert calls[-1] is None  # nothing found: the face is restored without a mask
 
 
-def _train_script():
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("train_script", ROOT / "training" / "train.py")
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
-    return script
-
-
-def test_training_script_task_flag_trains_the_segmenter_and_says_where(dataset, tmp_path, capsys):
+def test_training_script_task_flag_trains_the_segmenter_and_says_where(dataset, tmp_path, capsys, train_script):
     """`training/train.py --task mask-segmenter` (the acceptance command), then `--mask-model` takes its output."""
     out = tmp_path / "seg-run"
-    rc = _train_script().main(["--config", str(TINY), "--data", str(dataset), "--output", str(out),
+    rc = train_script(["--config", str(TINY), "--data", str(dataset), "--output", str(out),
                                "--max-steps", "2", "--task", "mask-segmenter"])  # fmt: skip
     assert rc == 0
     assert "mask segmenter written to" in capsys.readouterr().err
@@ -231,28 +201,26 @@ def test_training_script_task_flag_trains_the_segmenter_and_says_where(dataset, 
     assert isinstance(load_mask_segmenter(out, "cpu"), MaskSegmenter)
 
 
-def test_a_short_run_ends_with_a_checkpoint_so_latest_continues_it(dataset, tmp_path):
+def test_a_short_run_ends_with_a_checkpoint_so_latest_continues_it(dataset, tmp_path, train_script):
     """3 steps with checkpoints every 10: the end of the run is still a checkpoint, and resuming from 'latest'
     with more steps continues it (steps 4-5 only in the log) instead of starting over."""
     out = tmp_path / "short"
-    train_segmenter_run = _train_script().main
     common = ["--config", str(TINY), "--data", str(dataset), "--output", str(out), "--task", "mask-segmenter",
               "--set", "output.checkpointing_steps=10"]  # fmt: skip
-    assert train_segmenter_run([*common, "--max-steps", "3"]) == 0
+    assert train_script([*common, "--max-steps", "3"]) == 0
     assert sorted(p.name for p in out.glob("checkpoint-*")) == ["checkpoint-3"]
-    assert train_segmenter_run([*common, "--max-steps", "5", "--resume-from-checkpoint", "latest"]) == 0
+    assert train_script([*common, "--max-steps", "5", "--resume-from-checkpoint", "latest"]) == 0
     assert [r["step"] for r in _log(out)] == [1, 2, 3, 4, 5]
     assert sorted(p.name for p in out.glob("checkpoint-*")) == ["checkpoint-3", "checkpoint-5"]
 
 
-def test_resuming_another_tasks_checkpoint_is_refused_by_name(dataset, tmp_path, capsys):
+def test_resuming_another_tasks_checkpoint_is_refused_by_name(dataset, tmp_path, capsys, train_script):
     out = tmp_path / "mixed"
-    script = _train_script().main
     base = ["--config", str(TINY), "--data", str(dataset), "--output", str(out), "--max-steps", "2",
             "--set", "output.validation_steps=0"]  # fmt: skip
-    assert script([*base, "--task", "inpaint"]) == 0
+    assert train_script([*base, "--task", "inpaint"]) == 0
     capsys.readouterr()
-    rc = script([*base, "--task", "mask-segmenter", "--max-steps", "4", "--resume-from-checkpoint", "latest"])
+    rc = train_script([*base, "--task", "mask-segmenter", "--max-steps", "4", "--resume-from-checkpoint", "latest"])
     err = capsys.readouterr().err
     assert rc == 2 and "written by training task 'inpaint', not 'mask-segmenter'" in err and "--output" in err
     assert len(err.splitlines()) <= 3  # one message, no traceback

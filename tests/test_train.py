@@ -9,14 +9,12 @@ import subprocess
 import sys
 from pathlib import Path
 
-import cv2
-import numpy as np
 import pytest
 import torch
 from PIL import Image
 
 from authface.config import ConfigError, TrainConfig, load_config
-from authface.data.prepare import ManifestError, PrepareSettings, prepare_dataset
+from authface.data.prepare import ManifestError
 from authface.training import (
     COMPLETE_MARKER,
     LATEST,
@@ -38,30 +36,6 @@ from authface.training.checkpoints import resolve_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ROOT / "configs" / "train" / "tiny.yaml"
-
-
-def _photos(astronaut, folder: Path) -> Path:
-    """Distinct photos of one face: shifted, scaled and recoloured copies of a packaged portrait."""
-    folder.mkdir(parents=True, exist_ok=True)
-    h, w = astronaut.shape[:2]
-    for i, (dx, dy, scale, gain) in enumerate([(0, 0, 1.0, 1.0), (30, 10, 0.9, 1.15), (-25, 20, 1.1, 0.85),
-                                               (15, -20, 0.95, 1.3)]):  # fmt: skip
-        m = cv2.getRotationMatrix2D((w / 2, h / 2), 4.0 * i, scale)
-        m[:, 2] += (dx, dy)
-        img = cv2.warpAffine(astronaut, m, (w, h), borderMode=cv2.BORDER_REFLECT_101)
-        img = np.clip(img.astype(np.float32) * gain, 0, 255).astype(np.uint8)
-        Image.fromarray(img).save(folder / f"photo_{i}.png")
-    return folder
-
-
-@pytest.fixture(scope="module")
-def dataset(tmp_path_factory, astronaut) -> Path:
-    root = tmp_path_factory.mktemp("train")
-    src = _photos(astronaut, root / "photos")
-    out = root / "ds"
-    prepare_dataset([str(src)], out, PrepareSettings(crop_size=64, min_face_size=32, dedupe_threshold=-1))
-    assert len((out / "manifest.jsonl").read_text().splitlines()) == 4
-    return out
 
 
 def _cfg(dataset: Path, out: Path, *overrides: str) -> TrainConfig:

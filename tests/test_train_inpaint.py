@@ -12,7 +12,6 @@ import torch
 from PIL import Image
 
 from authface.config import ConfigError, TrainConfig, load_config
-from authface.data.prepare import PrepareSettings, prepare_dataset
 from authface.models.mask_channel import add_mask_channel, control_condition, has_mask_channel
 from authface.testing.tiny_model import tiny_components
 from authface.training import LORA_WEIGHT_NAME, setup_run, train
@@ -20,17 +19,6 @@ from authface.training.inpaint import latent_mask
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ROOT / "configs" / "train" / "tiny.yaml"
-
-
-@pytest.fixture(scope="module")
-def dataset(tmp_path_factory, astronaut) -> Path:
-    root = tmp_path_factory.mktemp("inpaint_train")
-    (root / "photos").mkdir()
-    Image.fromarray(astronaut).save(root / "photos" / "a.png")
-    Image.fromarray(astronaut[:, ::-1].copy()).save(root / "photos" / "b.png")
-    out = root / "ds"
-    prepare_dataset([str(root / "photos")], out, PrepareSettings(crop_size=64, min_face_size=32, dedupe_threshold=-1))
-    return out
 
 
 def _cfg(dataset: Path, out: Path, *overrides: str) -> TrainConfig:
@@ -152,14 +140,9 @@ def test_inpaint_settings_are_checked(dataset, tmp_path):
         _cfg(dataset, tmp_path / "x", "model.one_step=true")
 
 
-def test_training_script_task_flag_trains_an_inpainter(dataset, tmp_path):
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("train_script", ROOT / "training" / "train.py")
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
+def test_training_script_task_flag_trains_an_inpainter(dataset, tmp_path, train_script):
     out = tmp_path / "inpaint-run"
-    rc = script.main(["--config", str(TINY), "--data", str(dataset), "--output", str(out), "--max-steps", "2",
+    rc = train_script(["--config", str(TINY), "--data", str(dataset), "--output", str(out), "--max-steps", "2",
                       "--task", "inpaint", "--set", "output.validation_steps=0"])  # fmt: skip
     assert rc == 0
     assert json.loads((out / "controlnet" / "config.json").read_text())["conditioning_channels"] == 4

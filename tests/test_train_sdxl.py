@@ -12,23 +12,11 @@ import torch
 from PIL import Image
 
 from authface.config import TrainConfig, load_config
-from authface.data.prepare import PrepareSettings, prepare_dataset
 from authface.testing.tiny_model import save_tiny_sdxl_model, tiny_components
 from authface.training import LORA_WEIGHT_NAME, setup_run, train
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ROOT / "configs" / "train" / "tiny.yaml"
-
-
-@pytest.fixture(scope="module")
-def dataset(tmp_path_factory, astronaut) -> Path:
-    root = tmp_path_factory.mktemp("xl_train")
-    (root / "photos").mkdir()
-    Image.fromarray(astronaut).save(root / "photos" / "a.png")
-    Image.fromarray(astronaut[:, ::-1].copy()).save(root / "photos" / "b.png")
-    out = root / "ds"
-    prepare_dataset([str(root / "photos")], out, PrepareSettings(crop_size=64, min_face_size=32, dedupe_threshold=-1))
-    return out
 
 
 @pytest.fixture(scope="module")
@@ -42,18 +30,13 @@ def _cfg(dataset: Path, out: Path, *overrides: str) -> TrainConfig:
                                            "output.validation_steps=0", *overrides])  # fmt: skip
 
 
-def test_sdxl_training_cli_then_restore_cli(dataset, xl_base, tmp_path, astronaut):
+def test_sdxl_training_cli_then_restore_cli(dataset, xl_base, tmp_path, astronaut, train_script):
     """training/train.py on an SDXL base folder (LoRA + ControlNet from its UNet + quality prior, gradient
     checkpointing), validation grid included, then `authface restore` on the model folder it wrote."""
-    import importlib.util
-
     from authface.cli import main as authface_main
 
-    spec = importlib.util.spec_from_file_location("train_script", ROOT / "training" / "train.py")
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
     out = tmp_path / "xl-run"
-    rc = script.main(["--config", str(TINY), "--data", str(dataset), "--output", str(out), "--max-steps", "3",
+    rc = train_script(["--config", str(TINY), "--data", str(dataset), "--output", str(out), "--max-steps", "3",
                       "--set", f"model.base={xl_base}", "--set", "output.validation_steps=3",
                       "--set", "data.caption_dropout=0.5", "--set", "model.gradient_checkpointing=true"])  # fmt: skip
     assert rc == 0
