@@ -3,7 +3,6 @@ and benchmarks/bench_inpaint.py end to end (OpenCV baselines)."""
 
 from __future__ import annotations
 
-import argparse
 import importlib.util
 import json
 import math
@@ -14,8 +13,6 @@ import numpy as np
 import pytest
 
 from authface import io
-from authface.cli import degrade as degrade_cli
-from authface.cli import evaluate as eval_cli
 from authface.data.benchmark import MASK_DIR, degradation_factors, replay
 from authface.eval.evaluate import evaluate
 from authface.eval.fr import PSNR_CAP_DB
@@ -31,12 +28,9 @@ ASTRONAUT_LANDMARKS = np.array(
 
 
 def _run(argv: list[str]) -> int:
-    p = argparse.ArgumentParser(prog="authface")
-    sub = p.add_subparsers(dest="command", required=True)
-    degrade_cli.add_parser(sub)
-    eval_cli.add_parser(sub)
-    args = p.parse_args(argv)
-    return args.func(args)
+    from authface.cli import main
+
+    return main(argv)
 
 
 @pytest.fixture(scope="module")

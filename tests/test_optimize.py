@@ -3,7 +3,6 @@ scorer (mean brightness of the face region), resume, learned scorers from rating
 
 from __future__ import annotations
 
-import argparse
 import importlib.util
 import json
 
@@ -206,14 +205,9 @@ def test_malformed_ratings_csv_names_each_bad_line(tmp_path):
 
 
 def _cli(argv):
-    from authface.cli import optimize, train_scorer
+    from authface.cli import main
 
-    parser = argparse.ArgumentParser(prog="authface")
-    sub = parser.add_subparsers(dest="command", required=True)
-    optimize.add_parser(sub)
-    train_scorer.add_parser(sub)
-    args = parser.parse_args(argv)
-    return args.func(args)
+    return main(argv)
 
 
 @needs_cma
