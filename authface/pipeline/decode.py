@@ -110,6 +110,14 @@ def force_upcast(vae) -> bool:
     )
 
 
+def sdxl_force_upcast(vae) -> bool:
+    """SDXL's rule: its VAE overflows in float16, so it is upcast unless its config explicitly sets
+    ``force_upcast: false`` (an fp16-fixed VAE such as madebyollin/sdxl-vae-fp16-fix); a config without the key
+    (e.g. made from the original YAML) gets diffusers' default, True. Used by the SDXL pipeline and by training."""
+    config = vae.config
+    return bool(getattr(config, "force_upcast", True)) or "force_upcast" in config.get("_use_default_values", [])
+
+
 def decode_fp32(vae, latents: torch.Tensor, decode: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
     """``decode(latents)`` with the VAE temporarily cast to float32 (as diffusers' ``upcast_vae``); float32 out.
 

@@ -27,6 +27,7 @@ from diffusers.loaders import StableDiffusionXLLoraLoaderMixin
 from diffusers.schedulers import KarrasDiffusionSchedulers
 from transformers import CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
 
+from .decode import sdxl_force_upcast
 from .pipeline_authface import AuthFacePipeline
 
 
@@ -66,8 +67,7 @@ class AuthFaceXLPipeline(StableDiffusionXLLoraLoaderMixin, AuthFacePipeline):
     def vae_needs_upcast(self) -> bool:
         """SDXL's VAE overflows in float16: upcast unless its config explicitly sets ``force_upcast: false`` (an
         fp16-fixed VAE). A config without the key (e.g. made from the original YAML) gets diffusers' default, True."""
-        config = self.vae.config
-        return bool(getattr(config, "force_upcast", True)) or "force_upcast" in config.get("_use_default_values", [])
+        return sdxl_force_upcast(self.vae)
 
     def load_lora_weights(self, *args, **kwargs):  # a LoRA may touch the text encoders: embeddings change
         self.clear_prompt_cache()

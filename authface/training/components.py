@@ -143,13 +143,11 @@ def make_optimizer(params: Iterable[torch.nn.Parameter], optim: OptimConfig) -> 
 
 
 def sdxl_vae_needs_upcast(comps: dict) -> bool:
-    """Whether ``comps`` is SDXL (has ``text_encoder_2``) with a VAE that overflows in float16: its config sets
-    ``force_upcast``, or lacks the key (a config made from the original YAML), as
-    :meth:`authface.pipeline.AuthFaceXLPipeline.vae_needs_upcast` decides."""
-    if comps.get("text_encoder_2") is None:
-        return False
-    config = comps["vae"].config
-    return bool(getattr(config, "force_upcast", True)) or "force_upcast" in config.get("_use_default_values", [])
+    """Whether ``comps`` is SDXL (has ``text_encoder_2``) with a VAE that overflows in float16, by the SDXL
+    pipeline's rule (:func:`authface.pipeline.decode.sdxl_force_upcast`)."""
+    from ..pipeline.decode import sdxl_force_upcast
+
+    return comps.get("text_encoder_2") is not None and sdxl_force_upcast(comps["vae"])
 
 
 def weight_dtype(mixed_precision: str) -> torch.dtype:
