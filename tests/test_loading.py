@@ -335,3 +335,34 @@ def test_a_variant_falls_back_to_main_weights_for_a_controlnet_without_it(tmp_pa
     comps["controlnet"].save_pretrained(tmp_path / "cn")
     pipe = load_pipeline(str(tmp_path / "sd"), controlnet=str(tmp_path / "cn"), variant="fp16")
     assert torch.equal(run(pipe), run(tiny_pipeline(seed=0)))
+
+
+def test_single_file_original_config_reaches_the_loaders(monkeypatch, tmp_path):
+    """model.single_file_original_config (restore and training) is the original LDM YAML given to the loader."""
+    import authface.models.loading as loading
+    import authface.pipeline as pipeline
+    from authface.build import build_parts, restore_config
+    from authface.config import TrainConfig, load_config
+    from authface.training.components import load_components
+
+    seen = {}
+
+    class Stop(Exception):
+        pass
+
+    def capture(name):
+        def fake(*args, **kwargs):
+            seen[name] = kwargs.get("original_config")
+            raise Stop
+
+        return fake
+
+    monkeypatch.setattr(pipeline, "load_pipeline", capture("restore"))
+    monkeypatch.setattr(loading, "load_base_components", capture("train"))
+    with pytest.raises(Stop):
+        build_parts(restore_config(model="m.safetensors", single_file_original_config="v1-inference.yaml",
+                                   device="cpu"))  # fmt: skip
+    with pytest.raises(Stop):
+        load_components(load_config(TrainConfig, None, ["model.base=m.safetensors",
+                                                        "model.single_file_original_config=sd_xl_base.yaml"]))  # fmt: skip
+    assert seen == {"restore": "v1-inference.yaml", "train": "sd_xl_base.yaml"}
