@@ -80,14 +80,21 @@ def control_condition(controlnet, image: torch.Tensor, mask: torch.Tensor | None
     Raises:
         ValueError: a ``mask`` for a ControlNet without the mask channel, or of another size.
     """
-    control = (image + 1) / 2
     if not has_mask_channel(controlnet):
         if mask is not None:
             raise ValueError(
                 "this ControlNet has no mask channel (conditioning_channels 3); train one with "
                 "training/train.py --task inpaint, or inpaint without a mask channel (authface.inpaint)"
             )
-        return control
+        return (image + 1) / 2
+    return with_mask_channel(image, mask)
+
+
+def with_mask_channel(image: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+    """The RGB + mask condition, (B, 4, H, W): crops ``image`` ([-1, 1] RGB, (B, 3, H, W)) in [0, 1], then ``mask``
+    ((B, 1, H, W) in [0, 1], 1 = generate; None = zeros: plain restoration). The one definition of the layout, for
+    the pipeline and for training. Raises ValueError for a mask of another size."""
+    control = (image + 1) / 2
     if mask is None:
         mask = torch.zeros_like(control[:, :1])
     if mask.shape != (image.shape[0], 1, *image.shape[2:]):

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from ..models.mask_channel import with_mask_channel
 from .objective import DiffusionObjective
 
 
@@ -50,7 +51,7 @@ class InpaintObjective(DiffusionObjective):
 
     def control_image(self, batch: dict, lq: torch.Tensor) -> torch.Tensor:
         """(B, 4, R, R): the occluded, degraded crop in [0, 1] and its mask."""
-        return torch.cat([(lq + 1) / 2, batch["mask"].to(lq)], dim=1)
+        return with_mask_channel(lq, batch["mask"].to(lq))
 
     def sample_mse(self, pred: torch.Tensor, target: torch.Tensor, batch: dict) -> torch.Tensor:
         """Per-sample MSE over the masked latent elements only (the whole latent for a face without a mask), (B,)."""

@@ -240,10 +240,11 @@ class DiffusionObjective:
         """The ControlNet condition: the degraded crops ``lq`` ([-1, 1]) in [0, 1], (B, 3, R, R); for a ControlNet
         with the mask channel (an inpainter trained further as a plain restorer), an empty mask as its 4th
         channel, (B, 4, R, R), as the restorer's plain pass gives it."""
-        control = (lq + 1) / 2
         if self.mask_channel:
-            control = torch.cat([control, torch.zeros_like(control[:, :1])], dim=1)
-        return control
+            from ..models.mask_channel import with_mask_channel
+
+            return with_mask_channel(lq)
+        return (lq + 1) / 2
 
     def sample_mse(self, pred: torch.Tensor, target: torch.Tensor, batch: dict) -> torch.Tensor:
         """Per-sample MSE (B,) of the model output against its target, both (B, 4, h, w)."""
