@@ -114,6 +114,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--work", type=Path)
     args = ap.parse_args(argv)
     import numpy as np
+    import torch
 
     from authface.models.mask_segmenter import load_mask_segmenter, predict_masks
 
@@ -128,7 +129,7 @@ def main(argv: list[str] | None = None) -> int:
     trained = (f"scored the segmenter in {seg_dir} (not trained here)" if args.segmenter else
                f"trained {args.steps} steps at {args.resolution} px, batch {args.batch_size} in {train_s:.0f} s")  # fmt: skip
     print(f"{datetime.now():%Y-%m-%d %H:%M}, {platform.machine()} {os.cpu_count()} CPUs, torch threads "
-          f"{__import__('torch').get_num_threads()}; {trained} (work: {work})\n")  # fmt: skip
+          f"{torch.get_num_threads()}; {trained} (work: {work})\n")  # fmt: skip
     print("| set | faces | detector | IoU | precision | recall |")
     print("|---|---|---|---|---|---|")
     for name, (crops, truth) in sets.items():
