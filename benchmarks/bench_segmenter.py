@@ -8,17 +8,17 @@ on real masked faces with their masks, against two trivial detectors run on the 
 FACES is the evaluation material folder (its README): ``hq/alae`` and ``hq/celeba_hq`` (clean aligned faces) are
 prepared with ``authface prepare`` into ``WORK/ds`` and the segmenter is trained there with
 ``authface.training.train`` (``configs/train/mask_segmenter.yaml`` with ``--steps``, ``--resolution``,
-``--batch-size``; data.occlusions both). It is then scored on
+``--batch-size``, ``--occlusions``: data.occlusions, default all). It is then scored on
 
 - ``hq/ffhq`` (faces never trained on) as training samples are made (the dataset code at seed 1234: a synthetic
-  occlusion, face mask or damage half and half, then the gfpgan degradation; ``--eval-repeats`` draws per face,
-  every face occluded);
-- ``masked/pgdiff`` (real photos whose region given by ``masks/`` is painted white: free-form brush strokes, a
-  kind of occlusion the synthetic set does not draw).
+  occlusion, then the gfpgan degradation; ``--eval-repeats`` draws per face, every face occluded), one set per
+  kind: face masks, old-photo damage, painted strokes;
+- ``masked/pgdiff`` (real photos whose region given by ``masks/`` is painted white with a brush).
 
-Rows: the segmenter (threshold 0.5, with the restore-time clean-up), "near-white pixels" (every pixel with all
-channels >= 245: the right answer for painted-white holes, wrong for face masks) and "nothing" (IoU 0 by
-definition, printed as the floor). IoU is computed over all pixels of the set (sum of intersections / sum of
+Rows: the segmenter (threshold 0.5, with the restore-time clean-up; ``--baseline DIR`` adds another trained
+segmenter's row, e.g. one trained with ``--occlusions both``), "near-white pixels" (every pixel with all channels
+>= 245: the right answer for painted-white holes, wrong for face masks) and "nothing" (IoU 0 by definition,
+printed as the floor). IoU is computed over all pixels of the set (sum of intersections / sum of
 unions); also precision and recall. The segmenter's masks include the restore-time clean-up (a 2 px dilation),
 which costs some precision against exact masks. Nothing is downloaded; FACES is never written to.
 """
@@ -55,14 +55,15 @@ def train_segmenter_on(faces: Path, work: Path, args) -> Path:
     cfg = load_config(TrainConfig, ROOT / "configs" / "train" / "mask_segmenter.yaml", [
         f"data.dataset={ds}", f"output.output_dir={work / 'seg'}", f"data.resolution={args.resolution}",
         f"optim.max_steps={args.steps}", f"optim.batch_size={args.batch_size}", "output.validation_steps=0",
-        "output.log_with=none", f"output.checkpointing_steps={max(args.steps, 1)}", "data.occlusions=both",
+        "output.log_with=none", f"output.checkpointing_steps={max(args.steps, 1)}",
+        f"data.occlusions={args.occlusions}",
     ])  # fmt: skip
     return train(cfg)
 
 
-def synthetic_pairs(faces: Path, size: int, repeats: int):
+def synthetic_pairs(faces: Path, size: int, repeats: int, kind: str):
     """(occluded then degraded uint8 (N, S, S, 3), bool masks (N, S, S)) on hq/ffhq: the training dataset's
-    samples (occlusions both, degradation gfpgan, as the segmenter's config trains), every face occluded."""
+    samples (occlusions ``kind``, degradation gfpgan, as the segmenter's config trains), every face occluded."""
     import numpy as np
 
     from authface import io
@@ -71,7 +72,7 @@ def synthetic_pairs(faces: Path, size: int, repeats: int):
     crops, masks = [], []
     files = _images(faces / "hq" / "ffhq")
     ds = FaceRestorationDataset([{"path": str(f), "regions": {}} for f in files], size, "gfpgan", seed=1234,
-                                regions=(), occlusions="both", occlusion_prob=1.0)  # fmt: skip
+                                regions=(), occlusions=kind, occlusion_prob=1.0)  # fmt: skip
     for epoch in range(repeats):
         ds.set_epoch(epoch)
         for i in range(len(files)):
@@ -110,7 +111,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--resolution", type=int, default=128)
     ap.add_argument("--batch-size", type=int, default=8)
     ap.add_argument("--eval-repeats", type=int, default=4)
+    ap.add_argument("--occlusions", default="all", help="data.occlusions of the training run (default all)")
     ap.add_argument("--segmenter", type=Path, help="score this trained segmenter folder instead of training one")
+    ap.add_argument("--baseline", type=Path, help="also score this trained segmenter folder (a row per set)")
     ap.add_argument("--work", type=Path)
     args = ap.parse_args(argv)
     import numpy as np
@@ -122,9 +125,13 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     seg_dir = args.segmenter or train_segmenter_on(args.faces, work, args)
     train_s = time.perf_counter() - t0
-    segmenter = load_mask_segmenter(seg_dir, "cpu")
-    sets = {"held-out synthetic (hq/ffhq)": synthetic_pairs(args.faces, args.resolution, args.eval_repeats),
-            "real white-painted (masked/pgdiff)": real_pairs(args.faces, args.resolution)}  # fmt: skip
+    segmenters = {"AuthFace mask segmenter": load_mask_segmenter(seg_dir, "cpu")}
+    if args.baseline:
+        segmenters[f"baseline segmenter ({args.baseline})"] = load_mask_segmenter(args.baseline, "cpu")
+    sets = {f"held-out synthetic {kind} (hq/ffhq)": synthetic_pairs(args.faces, args.resolution,
+                                                                      args.eval_repeats, kind)
+            for kind in ("facemask", "damage", "paint")}  # fmt: skip
+    sets["real white-painted (masked/pgdiff)"] = real_pairs(args.faces, args.resolution)
     print(f"# mask segmenter: `python benchmarks/bench_segmenter.py {' '.join(argv or sys.argv[1:])}`")
     trained = (f"scored the segmenter in {seg_dir} (not trained here)" if args.segmenter else
                f"trained {args.steps} steps at {args.resolution} px, batch {args.batch_size} in {train_s:.0f} s")  # fmt: skip
@@ -133,8 +140,8 @@ def main(argv: list[str] | None = None) -> int:
     print("| set | faces | detector | IoU | precision | recall |")
     print("|---|---|---|---|---|---|")
     for name, (crops, truth) in sets.items():
-        rows = {
-            "AuthFace mask segmenter": predict_masks(segmenter, crops),
+        rows = {name: predict_masks(segmenter, crops) for name, segmenter in segmenters.items()}
+        rows |= {
             "near-white pixels (>= 245)": (crops >= 245).all(axis=-1),
             "nothing": np.zeros_like(truth),
         }

@@ -60,7 +60,7 @@ def _files(root: Path) -> dict[str, bytes]:
 # ------------------------------------------------------------------------------------------------- degrade
 
 
-@pytest.mark.parametrize("preset", ["mask", "old-photo"])
+@pytest.mark.parametrize("preset", ["mask", "old-photo", "paint"])
 def test_degrade_occlusion_preset_writes_masks_and_replays_byte_identically(tmp_path, hq_dir, preset):
     a, b = tmp_path / "a", tmp_path / "b"
     assert _run(["degrade", str(hq_dir), "-o", str(a), "--preset", preset, "--seed", "7"]) == 0
@@ -87,6 +87,9 @@ def test_degrade_occlusion_preset_writes_masks_and_replays_byte_identically(tmp_
             far = cv2.dilate(mask, np.ones((9, 9), np.uint8)) == 0
             assert not changed[far].any() and changed[mask > 0].mean() > 0.5
             assert rec["params"]["style"] and 0 < degradation_factors(rec["params"])["face_coverage"] <= 1
+        elif preset == "paint":  # flat paint inside the strokes, nothing changed outside
+            assert np.array_equal(lq[mask == 0], hq[mask == 0])
+            assert 0 < degradation_factors(rec["params"])["paint_area"] <= 1
         else:
             assert 0 < degradation_factors(rec["params"])["damage_area"] <= 1
     # another seed in the same folder is refused; a different preset's settings too

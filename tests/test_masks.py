@@ -1,9 +1,10 @@
-"""Synthetic occlusions (authface.data.occlusions): face masks from landmarks and old-photo damage."""
+"""Synthetic occlusions (authface.data.occlusions): face masks from landmarks, old-photo damage, painted strokes."""
 
 from __future__ import annotations
 
 import json
 
+import cv2
 import numpy as np
 import pytest
 
@@ -13,15 +14,20 @@ from authface.data.occlusions import (
     MASK_STYLES,
     DamageSettings,
     FaceMaskSettings,
+    PaintSettings,
     apply_damage_params,
     apply_mask_params,
+    apply_paint_params,
     damage_mask,
     damage_photo,
     landmarks_68,
     mask_coverage,
     occlude_face,
+    paint_mask,
+    paint_strokes,
     sample_damage_params,
     sample_mask_params,
+    sample_paint_params,
 )
 from authface.data.occlusions.geometry import FaceFrame
 
@@ -229,3 +235,56 @@ def test_bad_inputs_name_the_argument(astronaut):
         damage_photo(img, None)
     with pytest.raises(ValueError, match="img"):
         apply_damage_params(img[:100], sample_damage_params(rng, img.shape))
+
+
+# ------------------------------------------------------------------------------------------------- painted strokes
+@pytest.mark.parametrize("seed", range(4))
+def test_paint_strokes_bounded_flat_and_replayable(seed):
+    data = pytest.importorskip("skimage.data")
+    img = data.astronaut()
+    cfg = PaintSettings()
+    painted, mask, params = paint_strokes(img, np.random.default_rng(seed), cfg)
+    assert painted.dtype == np.uint8 and painted.shape == img.shape and set(np.unique(mask)) == {0, 255}
+    coverage = np.count_nonzero(mask) / mask.size
+    assert cfg.coverage[0] <= coverage <= cfg.coverage[1] and coverage == pytest.approx(params["coverage"])
+    assert np.array_equal(painted[mask == 0], img[mask == 0])  # the photo is untouched outside the strokes
+    # away from the anti-aliased rims, the flat paint (a few pixels where two strokes' rims meet are partial)
+    core = cv2.erode(mask, np.ones((3, 3), np.uint8)) > 0
+    flat = np.abs(painted[core].astype(int) - np.round(np.asarray(params["color"]) * 255)).max(-1) <= 1
+    assert core.any() and flat.mean() > 0.99
+    replayed, replayed_mask = apply_paint_params(img, json.loads(json.dumps(params)))
+    assert replayed.tobytes() == painted.tobytes() and replayed_mask.tobytes() == mask.tobytes()
+    assert np.array_equal(paint_mask(params), mask)
+
+
+def test_paint_settings_shape_the_strokes():
+    img = np.full((128, 128, 3), 90, np.uint8)
+    white = PaintSettings(white_prob=1.0, stroke_count=(1, 1), vertices=(2, 2), width=(0.1, 0.1))
+    _, mask, params = paint_strokes(img, np.random.default_rng(0), white)
+    assert params["color"] == [1.0, 1.0, 1.0] and len(params["strokes"]) == 1
+    assert len(params["strokes"][0]["points"]) == 2 and params["strokes"][0]["width"] == pytest.approx(12.8)
+    colours = {tuple(paint_strokes(img, np.random.default_rng(s), PaintSettings(white_prob=0.0))[2]["color"])
+               for s in range(6)}  # fmt: skip
+    assert (1.0, 1.0, 1.0) not in colours
+    assert load_config(PaintSettings, None, ["width=[0.1, 0.2]"]).width == (0.1, 0.2)
+    for bad in (["width=[0.3, 0.1]"], ["white_prob=2"], ["vertices=[1, 4]"], ["coverage=[0, 1.5]"]):
+        with pytest.raises(ConfigError):
+            load_config(PaintSettings, None, bad)
+
+
+def test_paint_bad_inputs_name_the_argument():
+    img = np.zeros((64, 64, 3), np.uint8)
+    rng = np.random.default_rng(0)
+    with pytest.raises(ValueError, match="img"):
+        paint_strokes(img.astype(np.float32), rng)
+    with pytest.raises(ValueError, match="rng"):
+        paint_strokes(img, 3)
+    with pytest.raises(ValueError, match="settings"):
+        paint_strokes(img, rng, DamageSettings())
+    params = sample_paint_params(rng, img.shape)
+    with pytest.raises(ValueError, match="img"):
+        apply_paint_params(img[:32], params)
+    with pytest.raises(ValueError, match="params"):
+        apply_paint_params(img, {**params, "strokes": None})
+    with pytest.raises(ValueError, match="version"):
+        apply_paint_params(img, {**params, "version": 99})

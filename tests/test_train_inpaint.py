@@ -209,3 +209,27 @@ def test_inpainting_encodes_through_the_pipeline_encoder(monkeypatch):
     latents = _encode(pipe, np.zeros((1, 64, 64, 3), np.uint8))
     assert seen == [torch.float32] and latents.shape == (1, 4, 8, 8)
 
+
+@pytest.mark.parametrize("occlusions", ["paint", "all"])
+def test_dataset_draws_each_occlusion_kind(dataset, occlusions):
+    """`data.occlusions` paint gives painted strokes (flat paint inside the mask); all mixes the three kinds."""
+    from authface.data.dataset import FaceRestorationDataset
+    from authface.data.prepare import read_manifest
+
+    records = read_manifest(dataset)
+    ds = FaceRestorationDataset(
+        records, resolution=128, regions=(), occlusions=occlusions, occlusion_prob=1.0
+    )
+    kinds = set()
+    for epoch in range(6):
+        ds.set_epoch(epoch)
+        for i in range(len(ds)):
+            hq = ds.load_hq(i)
+            occluded, mask = ds.occlude(hq, i)
+            assert mask.any() and np.array_equal(ds.occlude(hq, i)[0], occluded)  # seeded by (epoch, index)
+            _, counts = np.unique(occluded[mask > 0], axis=0, return_counts=True)  # one flat colour, AA rims
+            painted = np.array_equal(occluded[mask == 0], hq[mask == 0]) and counts.max() > 0.5 * counts.sum()
+            kinds.add("paint" if painted else "other")
+    assert kinds == ({"paint"} if occlusions == "paint" else {"paint", "other"})
+    with pytest.raises(ValueError, match="paint, both or all"):
+        FaceRestorationDataset(records, resolution=64, regions=(), occlusions="scribbles")

@@ -1,9 +1,10 @@
 """``authface degrade HQ_DIR -o BENCH_DIR``: a synthetic LQ/GT benchmark from clean aligned faces.
 
-The library side is :func:`authface.data.benchmark.build_benchmark`. ``--preset mask`` / ``old-photo`` make
-inpainting benchmarks (a synthetic face mask / old-photo damage per image, with its mask in BENCH_DIR/mask/);
-``--occlusion-config YAML`` and ``--set KEY=VALUE`` change their :class:`~authface.data.occlusions.FaceMaskSettings`
-/ :class:`~authface.data.occlusions.DamageSettings`. Exit codes: 0 success, 1 when some input
+The library side is :func:`authface.data.benchmark.build_benchmark`. ``--preset mask`` / ``old-photo`` / ``paint``
+make inpainting benchmarks (a synthetic face mask / old-photo damage / painted brush strokes per image, with its mask
+in BENCH_DIR/mask/); ``--occlusion-config YAML`` and ``--set KEY=VALUE`` change their
+:class:`~authface.data.occlusions.FaceMaskSettings` / :class:`~authface.data.occlusions.DamageSettings` /
+:class:`~authface.data.occlusions.PaintSettings`. Exit codes: 0 success, 1 when some input
 failed (each named on stderr; everything else is still written), 2 for usage errors (bad flags, a benchmark folder
 made with other settings).
 """
@@ -21,6 +22,7 @@ from ..data.benchmark import (
     OCCLUSION_PRESETS,
     BenchmarkSettingsError,
     build_benchmark,
+    occlusion_settings_class,
 )
 from .progress import Progress
 
@@ -51,7 +53,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         description=(
             "Make a CelebA-Test-style synthetic benchmark: BENCH_DIR/lq/*.png (degraded, lossless), BENCH_DIR/gt/ "
             "(the HQ files) and BENCH_DIR/metadata.jsonl (preset, seed and every sampled parameter per image). "
-            "Presets mask and old-photo also write BENCH_DIR/mask/*.png (white = region to fill); face masks are "
+            "Presets mask, old-photo and paint also write BENCH_DIR/mask/*.png (white = region to fill); face masks are "
             "placed from the FFHQ template landmarks (aligned faces). "
             "Per-image randomness depends only on (seed, relative path): the same seed gives byte-identical files."
         ),
@@ -59,11 +61,11 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("hq_dir", metavar="HQ_DIR", help="folder of clean aligned faces (recursive)")
     p.add_argument("-o", "--output", required=True, metavar="BENCH_DIR", help="benchmark folder (created)")
     p.add_argument("--preset", default="gfpgan", choices=BENCHMARK_PRESETS,
-                   help="degradation preset, or mask / old-photo for inpainting benchmarks (default gfpgan)")  # fmt: skip
+                   help="degradation preset, or mask / old-photo / paint for inpainting benchmarks (default gfpgan)")  # fmt: skip
     p.add_argument("--occlusion-config", metavar="YAML", default=None,
-                   help="mask / old-photo presets: FaceMaskSettings / DamageSettings YAML")  # fmt: skip
+                   help="mask / old-photo / paint presets: FaceMaskSettings / DamageSettings / PaintSettings YAML")  # fmt: skip
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="mask / old-photo presets: override one setting, e.g. styles=[surgical,n95] (repeatable)")  # fmt: skip
+                   help="occlusion presets: override one setting, e.g. styles=[surgical,n95] (repeatable)")  # fmt: skip
     p.add_argument("--seed", type=int, default=0, help="benchmark seed (default 0)")
     p.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
     p.add_argument(
@@ -76,17 +78,14 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 
 def _occlusion_settings(args: argparse.Namespace):
-    """FaceMaskSettings / DamageSettings from ``--occlusion-config`` and ``--set`` (None for other presets)."""
+    """The occlusion preset's settings from ``--occlusion-config`` and ``--set`` (None for other presets)."""
     if args.preset not in OCCLUSION_PRESETS:
         if args.occlusion_config or args.overrides:
             raise ValueError(
                 f"--occlusion-config and --set are for the presets {', '.join(OCCLUSION_PRESETS)}"
             )
         return None
-    from ..data.occlusions import DamageSettings, FaceMaskSettings
-
-    cls = FaceMaskSettings if args.preset == "mask" else DamageSettings
-    return load_config(cls, args.occlusion_config, args.overrides)
+    return load_config(occlusion_settings_class(args.preset), args.occlusion_config, args.overrides)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -24,7 +24,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--task", choices=("restore", "inpaint", "mask-segmenter"),
                         help="restore (default): the restorer; inpaint: the restorer with a mask channel, trained on "
                              "synthetic occlusions with the losses inside them; mask-segmenter: the U-Net that "
-                             "finds face masks and damage for `authface restore --mask auto` (task)")  # fmt: skip
+                             "finds face masks, damage and painted regions for `authface restore --mask auto` (task)")  # fmt: skip
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override any config key, e.g. --set optim.learning_rate=5e-5 (repeatable)")  # fmt: skip
 

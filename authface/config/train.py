@@ -71,9 +71,11 @@ class TrainDataConfig:
     caption_dropout: float = 0.1
     """Probability of training with the empty prompt (keeps classifier-free guidance working)."""
     num_workers: int = 0
-    occlusions: OcclusionKind = "both"
+    occlusions: OcclusionKind = "all"
     """task inpaint / mask-segmenter: what hides part of each training face: synthetic face masks (placed from the
-    landmarks), old-photo damage (scratches, creases, tears, stains), or either (half and half)."""
+    landmarks), old-photo damage (scratches, creases, tears, stains), paint (free-form brush strokes, mostly white:
+    the region a user paints over a face to have it filled), both (face mask or damage, half and half) or all
+    (each of the three, a third each)."""
     occlusion_prob: float | None = None
     """task inpaint / mask-segmenter: the fraction of training faces that get an occlusion; None: 0.8 for inpaint
     (whole faces train the plain restoration the same weights also do, with an empty mask channel) and 0.9 for the
@@ -180,7 +182,7 @@ class TrainConfig:
     task: TrainTask = "restore"
     """restore: LoRA + ControlNet restorer; inpaint: the same with a mask channel in the ControlNet condition and
     the losses on the composite (only the synthetic occlusion's region is learned); mask-segmenter: the small U-Net
-    that finds face masks and damage (``authface restore --mask auto``)."""
+    that finds face masks, damage and painted regions (``authface restore --mask auto``)."""
 
     def validate(self) -> None:
         """Range checks that types alone cannot express (choices are checked by their Literal types)."""

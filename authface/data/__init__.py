@@ -6,7 +6,8 @@
   faces + manifest), with its settings (:mod:`.prepare_settings`), captions (:mod:`.captions`), near-duplicate
   index (:mod:`.dedupe`) and dataset card (:mod:`.card`).
 * :mod:`authface.data.manifest`: the dataset folder's files and ``read_manifest`` (what training reads).
-* :mod:`authface.data.occlusions`: synthetic face masks and old-photo damage with their masks (inpainting data).
+* :mod:`authface.data.occlusions`: synthetic face masks, old-photo damage and painted strokes with their masks
+  (inpainting data).
 * :mod:`authface.data.benchmark`: the library side of ``authface degrade`` (replayable synthetic benchmarks).
 * :mod:`authface.data.dataset`: manifest records -> training samples (HQ, synthetic LQ, quality, caption, boxes).
 
@@ -39,6 +40,10 @@ _LAZY = {
     "apply_mask_params": "authface.data.occlusions",
     "sample_damage_params": "authface.data.occlusions",
     "apply_damage_params": "authface.data.occlusions",
+    "PaintSettings": "authface.data.occlusions",
+    "paint_strokes": "authface.data.occlusions",
+    "sample_paint_params": "authface.data.occlusions",
+    "apply_paint_params": "authface.data.occlusions",
 }
 
 __all__ = list(_LAZY)

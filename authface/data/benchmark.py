@@ -15,7 +15,8 @@ clean aligned faces::
 Presets: the degradation presets of :data:`authface.data.degradations.PRESETS` (blind restoration), and the
 :data:`OCCLUSION_PRESETS` (inpainting, from :mod:`authface.data.occlusions`): ``mask`` draws one synthetic face
 mask per image (style drawn from :class:`~authface.data.occlusions.FaceMaskSettings`), ``old-photo`` ages the image
-(scratches, creases, tears, stains with their mask; gray, yellowing, fading, grain without). The face mask is placed
+(scratches, creases, tears, stains with their mask; gray, yellowing, fading, grain without), ``paint`` paints
+free-form brush strokes (:class:`~authface.data.occlusions.PaintSettings`). The face mask is placed
 from the FFHQ template landmarks (:func:`authface.face.face_template`, scaled to the image; non-square images get
 it stretched): the inputs are aligned crops, so the template is where the eyes, nose and mouth are to within a few
 pixels, and a benchmark does not depend on whether dlib is installed (the landmarks used are in every record's
@@ -57,6 +58,7 @@ __all__ = [
     "build_benchmark",
     "degradation_factors",
     "occlude_image",
+    "occlusion_settings_class",
     "read_benchmark_metadata",
     "replay",
 ]
@@ -67,8 +69,9 @@ METADATA_FORMAT = 1
 GTMode = Literal["copy", "symlink", "hardlink"]
 GT_MODES: tuple[str, ...] = choices(GTMode)
 _SETTINGS_KEYS = ("preset", "seed", "config", "gt_mode", "format")
-#: Inpainting benchmarks: synthetic face masks, old-photo damage (each image gets a mask in ``mask/``).
-OcclusionPreset = Literal["mask", "old-photo"]
+#: Inpainting benchmarks: synthetic face masks, old-photo damage, painted strokes (each image gets a mask in
+#: ``mask/``).
+OcclusionPreset = Literal["mask", "old-photo", "paint"]
 OCCLUSION_PRESETS: tuple[str, ...] = choices(OcclusionPreset)
 #: Every preset of ``authface degrade``: the degradation presets, then the occlusion presets.
 BenchmarkPreset = Literal[DegradationPreset, OcclusionPreset]
@@ -102,11 +105,24 @@ def bench_rng(seed: int, rel: str):
     return np.random.default_rng(np.random.SeedSequence([int(seed), *words]))
 
 
+def occlusion_settings_class(preset: str) -> type:
+    """The settings class of an occlusion preset: ``FaceMaskSettings`` (mask), ``DamageSettings`` (old-photo) or
+    ``PaintSettings`` (paint), from :mod:`authface.data.occlusions`.
+
+    Raises:
+        ValueError: ``preset`` is not one of :data:`OCCLUSION_PRESETS`.
+    """
+    from authface.data.occlusions import DamageSettings, FaceMaskSettings, PaintSettings
+
+    classes = {"mask": FaceMaskSettings, "old-photo": DamageSettings, "paint": PaintSettings}
+    if preset not in classes:
+        raise ValueError(f"occlusion preset must be one of {', '.join(OCCLUSION_PRESETS)}, got {preset!r}")
+    return classes[preset]
+
+
 def _occlusion_settings(preset: str, settings: Any = None) -> Any:
     """The settings object of an occlusion preset (``settings`` when given, checked for its class)."""
-    from authface.data.occlusions import DamageSettings, FaceMaskSettings
-
-    cls = FaceMaskSettings if preset == "mask" else DamageSettings
+    cls = occlusion_settings_class(preset)
     if settings is None:
         return cls()
     if not isinstance(settings, cls):
@@ -125,14 +141,16 @@ def _template_landmarks(h: int, w: int):
 
 
 def occlude_image(img, rng, preset: str, settings: Any = None) -> tuple[Any, Any, dict[str, Any]]:
-    """Occlude one clean aligned face like the ``mask`` / ``old-photo`` benchmark presets.
+    """Occlude one clean aligned face like the ``mask`` / ``old-photo`` / ``paint`` benchmark presets.
 
     Args:
         img: uint8 RGB ``(H, W, 3)``.
         rng: a :class:`numpy.random.Generator` (the only randomness).
         preset: ``"mask"`` (:func:`~authface.data.occlusions.occlude_face` with a drawn style, placed from the
-            FFHQ template landmarks) or ``"old-photo"`` (:func:`~authface.data.occlusions.damage_photo`).
-        settings: :class:`~authface.data.occlusions.FaceMaskSettings` / ``DamageSettings``; None: defaults.
+            FFHQ template landmarks), ``"old-photo"`` (:func:`~authface.data.occlusions.damage_photo`) or
+            ``"paint"`` (:func:`~authface.data.occlusions.paint_strokes`).
+        settings: :class:`~authface.data.occlusions.FaceMaskSettings` / ``DamageSettings`` / ``PaintSettings``;
+            None: defaults.
 
     Returns:
         ``(occluded uint8 (H, W, 3), mask uint8 (H, W) in {0, 255} (255 = to fill), JSON-ready params)``.
@@ -140,7 +158,7 @@ def occlude_image(img, rng, preset: str, settings: Any = None) -> tuple[Any, Any
     Raises:
         ValueError: an unknown preset, a bad image or settings.
     """
-    from authface.data.occlusions import damage_photo, occlude_face
+    from authface.data.occlusions import damage_photo, occlude_face, paint_strokes
 
     if preset not in OCCLUSION_PRESETS:
         raise ValueError(f"occlusion preset must be one of {', '.join(OCCLUSION_PRESETS)}, got {preset!r}")
@@ -148,16 +166,17 @@ def occlude_image(img, rng, preset: str, settings: Any = None) -> tuple[Any, Any
     if preset == "mask":
         h, w = img.shape[:2]
         return occlude_face(img, _template_landmarks(h, w), rng, None, cfg)
-    return damage_photo(img, rng, cfg)
+    return (paint_strokes if preset == "paint" else damage_photo)(img, rng, cfg)
 
 
 def replay(hq, preset: str, params: Mapping[str, Any]) -> tuple[Any, Any]:
     """The LQ image (and mask) of one benchmark record again: ``(lq uint8 (H, W, 3), mask uint8 (H, W) or
     None)`` from the HQ image and the record's ``params``, byte-identical to the benchmark's files."""
     if preset in OCCLUSION_PRESETS:
-        from authface.data.occlusions import apply_damage_params, apply_mask_params
+        from authface.data.occlusions import apply_damage_params, apply_mask_params, apply_paint_params
 
-        return (apply_mask_params if preset == "mask" else apply_damage_params)(hq, dict(params))
+        apply = {"mask": apply_mask_params, "old-photo": apply_damage_params, "paint": apply_paint_params}
+        return apply[preset](hq, dict(params))
     from authface.data.degradations import degrade_from_params
 
     return degrade_from_params(hq, dict(params)), None
@@ -464,11 +483,14 @@ def degradation_factors(params: Mapping[str, Any]) -> dict[str, float]:
     (Gaussian sigma on 0..255, or Poisson scale x 100, 0 without), ``jpeg`` (quality, 100 without).
 
     Occlusion params: ``face_coverage`` (fraction of the face region under a face mask) for ``mask``;
-    ``damage_area`` (fraction of the image under the damage mask) for ``old-photo``."""
+    ``damage_area`` (fraction of the image under the damage mask) for ``old-photo``; ``paint_area`` (fraction of
+    the image under the strokes) for ``paint``."""
     if "style" in params and "coverage" in params:
         return {"face_coverage": float(params["coverage"])}
     if "elements" in params and "coverage" in params:
         return {"damage_area": float(params["coverage"])}
+    if "strokes" in params and "coverage" in params:
+        return {"paint_area": float(params["coverage"])}
     if params.get("pipeline") == "second_order":
         first, second, final = params["first"], params["second"], params["final"]
         return {

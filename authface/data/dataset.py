@@ -3,7 +3,7 @@
 Each sample's degradation is drawn from ``numpy.random.default_rng([seed, epoch, index])``, so a sample depends
 only on (seed, epoch, index): the same on every process, worker count and resume. With ``occlusions`` (training
 tasks inpaint and mask-segmenter), a synthetic occlusion (:mod:`authface.data.occlusions`: a face mask placed from
-the aligned crop's 5-point template, or old-photo damage) is drawn from its own stream
+the aligned crop's 5-point template, old-photo damage or painted strokes) is drawn from its own stream
 ``default_rng([seed, epoch, index, 1])``, put on the HQ face before it is degraded, and its mask returned.
 """
 
@@ -16,7 +16,12 @@ import numpy as np
 import torch
 
 from .. import io
+from ..config.base import choices
+from ..config.literals import OcclusionKind
 from .degradations import DegradationConfig, degrade, resolve_config
+
+#: ``occlusions`` values of :class:`FaceRestorationDataset` (None: no occlusion, no "mask" in the items).
+OCCLUSION_CHOICES: tuple[str | None, ...] = (None, *choices(OcclusionKind))
 
 
 class FaceRestorationDataset(torch.utils.data.Dataset):
@@ -24,8 +29,8 @@ class FaceRestorationDataset(torch.utils.data.Dataset):
 
     Item: {"hq", "lq": [-1, 1] RGB (3, R, R); "quality": float in [0, 1]; "caption": str;
     "boxes": (len(regions), 4) region boxes in pixels of the R×R crop; "index": int}; with ``occlusions``
-    ("facemask", "damage" or "both") also "mask": float32 (1, R, R) in {0, 1}, 1 = occluded in "lq" (all zeros for
-    the ``1 - occlusion_prob`` faces left whole), where "lq" is the occluded face, then degraded, and "hq" the clean
+    ("facemask", "damage", "paint", "both" or "all") also "mask": float32 (1, R, R) in {0, 1}, 1 = occluded in "lq"
+    (all zeros for the ``1 - occlusion_prob`` faces left whole), where "lq" is the occluded face, then degraded, and "hq" the clean
     face.
     """
 
@@ -48,8 +53,10 @@ class FaceRestorationDataset(torch.utils.data.Dataset):
         self.seed, self.epoch = seed, 0
         self.regions = tuple(regions)
         self.default_caption = default_caption
-        if occlusions not in (None, "facemask", "damage", "both"):
-            raise ValueError(f"occlusions must be None, facemask, damage or both, got {occlusions!r}")
+        if occlusions not in OCCLUSION_CHOICES:
+            raise ValueError(
+                f"occlusions must be None, facemask, damage, paint, both or all, got {occlusions!r}"
+            )
         self.occlusions, self.occlusion_prob = occlusions, float(occlusion_prob)
         missing = [r for r in self.records for n in self.regions if n not in r.get("regions", {})]
         if missing:
@@ -96,7 +103,7 @@ class FaceRestorationDataset(torch.utils.data.Dataset):
         if self.occlusions is None:
             return hq, None
         from ..face import face_template
-        from .occlusions import damage_photo, occlude_face
+        from .occlusions import damage_photo, occlude_face, paint_strokes
 
         rng = np.random.default_rng([self.seed, self.epoch, index, 1])
         if rng.random() >= self.occlusion_prob:
@@ -104,8 +111,12 @@ class FaceRestorationDataset(torch.utils.data.Dataset):
         kind = self.occlusions
         if kind == "both":
             kind = "facemask" if rng.random() < 0.5 else "damage"
+        elif kind == "all":
+            kind = ("facemask", "damage", "paint")[int(rng.integers(3))]
         if kind == "facemask":
             occluded, mask, _ = occlude_face(hq, face_template(hq.shape[0]), rng)
+        elif kind == "paint":
+            occluded, mask, _ = paint_strokes(hq, rng)
         else:
             occluded, mask, _ = damage_photo(hq, rng)
         return occluded, mask

@@ -22,6 +22,7 @@ __all__ = ["write_plots"]
 _FACTOR_LABELS = {
     "blur_sigma": "blur σ (px)", "scale": "downsampling ×", "noise": "noise σ (0-255)", "jpeg": "JPEG quality",
     "face_coverage": "face-mask coverage (face region)", "damage_area": "damage area (image fraction)",
+    "paint_area": "painted area (image fraction)",
 }  # fmt: skip
 _QUALITY_COLUMNS = ("NIQE", "MUSIQ", "CLIPIQA", "MANIQA", "TOPIQ-face", "Sharpness", "LPIPS", "PSNR")
 

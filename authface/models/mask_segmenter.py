@@ -1,5 +1,6 @@
 """The mask segmenter: a small U-Net that finds, in an aligned face crop, what hides the face (a face mask, a
-hand, a scarf) and old-photo damage (scratches, creases, tears, stains) — ``authface restore --mask auto``.
+hand, a scarf), old-photo damage (scratches, creases, tears, stains) and regions painted over (flat brush strokes,
+mostly white, as in CodeFormer's inpainting inputs) — ``authface restore --mask auto``.
 
 It is hand-written (about 60 lines of torch): no well-kept segmentation library (segmentation_models_pytorch,
 torchvision's models) works without torchvision, which AuthFace does not depend on. It is trained on aligned

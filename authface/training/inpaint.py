@@ -1,5 +1,6 @@
-"""Inpainting training (``task: inpaint``): a synthetic occlusion (a face mask or old-photo damage,
-:mod:`authface.data.occlusions`) hides part of each HQ face before it is degraded; the model learns to generate
+"""Inpainting training (``task: inpaint``): a synthetic occlusion (a face mask, old-photo damage or painted
+strokes, :mod:`authface.data.occlusions`, ``data.occlusions``) hides part of each HQ face before it is degraded;
+the model learns to generate
 what is hidden, and only that.
 
 * The ControlNet sees the occluded, degraded crop plus the occlusion's mask as a fourth condition channel

@@ -1,4 +1,4 @@
-"""Synthetic occlusions for inpainting: face masks placed from the landmarks, and old-photo damage.
+"""Synthetic occlusions for inpainting: face masks placed from the landmarks, old-photo damage, painted strokes.
 
 Like :mod:`authface.data.degradations`, every function is pure and replayable: randomness comes only from an
 explicit :class:`numpy.random.Generator`, the ``sample_*`` functions draw every choice into a JSON-ready dict, and
@@ -12,8 +12,10 @@ masks are ``uint8 (H, W)`` in {0, 255}, white = occluded = the region to fill.
 * :mod:`.damage` -- :func:`damage_photo`, :func:`sample_damage_params`, :func:`apply_damage_params`,
   :func:`damage_mask`: the :data:`DAMAGE_KINDS` (scratches, creases, tears, stains) with their mask, and the
   :data:`GLOBAL_DAMAGE` (gray, yellowing, fading, grain) without one.
-* :mod:`.settings` -- :class:`FaceMaskSettings`, :class:`DamageSettings`: every range, configs of
-  :mod:`authface.config` (``load_config(DamageSettings, "damage.yaml", ["scratch_count=[1, 4]"])``).
+* :mod:`.paint` -- :func:`paint_strokes`, :func:`sample_paint_params`, :func:`apply_paint_params`,
+  :func:`paint_mask`: free-form brush strokes of flat paint (mostly white), the region a user paints over a face.
+* :mod:`.settings` -- :class:`FaceMaskSettings`, :class:`DamageSettings`, :class:`PaintSettings`: every range,
+  configs of :mod:`authface.config` (``load_config(DamageSettings, "damage.yaml", ["scratch_count=[1, 4]"])``).
 * :mod:`.geometry`, :mod:`.shapes`, :mod:`.texture` -- landmarks and face frame, mask outlines, fabric.
 
 Only NumPy and OpenCV are imported (OpenCV when drawing).
@@ -36,6 +38,7 @@ from .damage import (
 )
 from .facemask import MASK_PARAMS_VERSION, apply_mask_params, mask_coverage, occlude_face, sample_mask_params
 from .geometry import MEAN_FACE_68, check_landmarks, face_region, landmarks_68
+from .paint import PAINT_PARAMS_VERSION, apply_paint_params, paint_mask, paint_strokes, sample_paint_params
 from .settings import (
     DAMAGE_KINDS,
     GLOBAL_DAMAGE,
@@ -44,6 +47,7 @@ from .settings import (
     DamageSettings,
     FaceMaskSettings,
     MaskStyle,
+    PaintSettings,
 )
 
 __all__ = [
@@ -57,8 +61,11 @@ __all__ = [
     "DamageSettings",
     "FaceMaskSettings",
     "MaskStyle",
+    "PAINT_PARAMS_VERSION",
+    "PaintSettings",
     "apply_damage_params",
     "apply_mask_params",
+    "apply_paint_params",
     "check_landmarks",
     "damage_mask",
     "damage_photo",
@@ -66,6 +73,9 @@ __all__ = [
     "landmarks_68",
     "mask_coverage",
     "occlude_face",
+    "paint_mask",
+    "paint_strokes",
     "sample_damage_params",
     "sample_mask_params",
+    "sample_paint_params",
 ]

@@ -26,6 +26,7 @@ __all__ = [
     "DamageSettings",
     "FaceMaskSettings",
     "MaskStyle",
+    "PaintSettings",
     "check_image_shape",
     "check_params",
     "check_settings",
@@ -210,6 +211,36 @@ class DamageSettings(_Settings):
         "fading": (0.0, 1.0), "yellowing": (0.0, 1.0), "stain_opacity": (0.0, 1.0), "max_coverage": (0.0, 1.0),
         "max_tries": (1, 1000), "scratch_width": (0.0, 0.1), "crease_width": (0.0, 0.1), "tear_size": (0.0, 0.5),
         "stain_radius": (0.0, 0.5), "scratch_length": (0.0, 2.0), "grain_sigma": (0.0, 100.0),
+    }  # fmt: skip
+
+
+@dataclass
+class PaintSettings(_Settings):
+    """Ranges of the painted occlusions (:func:`~authface.data.occlusions.paint_strokes`): free-form brush strokes
+    of flat paint, the region a user paints over a face for inpainting.
+
+    Each stroke is a polyline of ``vertices`` points, each segment ``segment`` long (fraction of the shorter side)
+    in a new random direction, drawn ``width`` wide with round joints. The strokes are redrawn (up to
+    ``max_tries``) until they cover between ``coverage[0]`` and ``coverage[1]`` of the image.
+    """
+
+    stroke_count: tuple[int, int] = (1, 4)
+    vertices: tuple[int, int] = (2, 8)
+    """Points per stroke (2: one straight dab)."""
+    segment: tuple[float, float] = (0.08, 0.3)
+    """Length of each segment, fraction of the shorter side."""
+    width: tuple[float, float] = (0.05, 0.15)
+    """Brush width, fraction of the shorter side (at least 1 pixel)."""
+    centre_spread: float = 0.3
+    """Strokes start within this fraction of the shorter side from the image centre (the face of an aligned crop)."""
+    white_prob: float = 0.8
+    """Probability of white paint (as CodeFormer's and PGDiff's masked faces); else black (a third) or a colour."""
+    coverage: tuple[float, float] = (0.03, 0.45)
+    max_tries: int = 20
+
+    _BOUNDS: ClassVar[dict[str, tuple[float, float | None]]] = {
+        "stroke_count": (1, 50), "vertices": (2, 100), "segment": (0.0, 2.0), "width": (0.0, 0.5),
+        "centre_spread": (0.0, 1.0), "coverage": (0.0, 1.0), "max_tries": (1, 1000),
     }  # fmt: skip
 
 
