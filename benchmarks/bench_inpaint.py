@@ -6,7 +6,8 @@
         --gallery-dirs ../shared/faces/masked/pgdiff ../shared/faces/lq_old ../shared/faces/lq_gray
 
 DATA_DIR holds clean aligned faces (any depth; ``--limit N`` takes N of them spread evenly over the top-level
-sub-folders). They become an ``authface degrade --preset mask`` benchmark (``--preset old-photo`` for damaged prints)
+sub-folders). They become an ``authface degrade --preset mask`` benchmark (``--preset old-photo`` for damaged prints,
+``--preset paint`` for painted-over faces)
 at ``--seed`` (default 0) in ``--work`` (default: a new temporary folder): LQ, GT and the masks (white = to fill).
 On the same masks, the benchmark compares:
 
@@ -216,6 +217,8 @@ def gallery(folder: Path, out: Path, radius: float, size: int, authface_out: Pat
 
 
 def _parser() -> argparse.ArgumentParser:
+    from authface.data.benchmark import OCCLUSION_PRESETS
+
     ap = argparse.ArgumentParser(
         description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -226,7 +229,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     ap.add_argument("--restore-args", default="", help="extra `authface restore` flags, one string")
     ap.add_argument("--seed", type=int, default=0, help="benchmark seed (default 0)")
-    ap.add_argument("--preset", default="mask", choices=("mask", "old-photo"), help="occlusion preset")
+    ap.add_argument("--preset", default="mask", choices=OCCLUSION_PRESETS, help="occlusion preset (default mask)")
     ap.add_argument("--radius", type=float, default=3.0, help="cv2.inpaint radius in pixels (default 3)")
     ap.add_argument("--lpips-weights", metavar="PATH", help="LPIPS heads (adds LPIPS in/outside the mask)")
     ap.add_argument("--lpips-backbone", metavar="PATH")

@@ -140,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
     print("| set | faces | detector | IoU | precision | recall |")
     print("|---|---|---|---|---|---|")
     for name, (crops, truth) in sets.items():
-        rows = {name: predict_masks(segmenter, crops) for name, segmenter in segmenters.items()}
+        rows = {label: predict_masks(segmenter, crops) for label, segmenter in segmenters.items()}
         rows |= {
             "near-white pixels (>= 245)": (crops >= 245).all(axis=-1),
             "nothing": np.zeros_like(truth),

@@ -239,24 +239,35 @@ def _screenshot(page, tmp_path: Path, name: str) -> Path:
     return shot
 
 
-def _upload(page, path: Path, tmp_path: Path, attempts: int = 3) -> None:
+def _upload(page, path: Path, tmp_path: Path) -> None:
     """Choose ``path`` in the uploads box and wait until the page lists it.
 
     A file chosen while the page is still hydrating under load can be dropped by the browser (seen once in CI,
-    never locally): choosing it again is what a user would do, so the test does that before failing, and leaves a
-    screenshot and the page's HTML for the failure.
+    never locally): after a first full wait (60 s, so a slow upload is not chosen twice) the test chooses it again,
+    as a user would, twice at most, then fails leaving a screenshot and the page's HTML.
     """
-    for attempt in range(1, attempts + 1):
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    for attempt, wait_ms in enumerate((60_000, 20_000, 20_000), 1):
         page.set_input_files("#uploads input[type=file]", str(path))
         try:
-            page.wait_for_selector(f"#uploads >> text={path.name}", timeout=20_000)
+            page.wait_for_selector(f"#uploads >> text={path.name}", timeout=wait_ms)
             return
-        except Exception:
-            if attempt == attempts:
-                _screenshot(page, tmp_path, f"demo-upload-{path.stem}-FAILED.png")
-                (tmp_path / "page.html").write_text(page.content())
-                print("artifacts in", tmp_path)
+        except PlaywrightTimeout:
+            if attempt == 3:
+                _save_failure(page, tmp_path, f"demo-upload-{path.stem}-FAILED")
                 raise
+
+
+def _save_failure(page, tmp_path: Path, name: str) -> None:
+    """A screenshot and the page's HTML, in ``tmp_path`` and in ``$AUTHFACE_ARTIFACTS`` when set."""
+    _screenshot(page, tmp_path, f"{name}.png")
+    html = tmp_path / f"{name}.html"
+    html.write_text(page.content())
+    target = os.environ.get("AUTHFACE_ARTIFACTS")
+    if target:
+        shutil.copy(html, Path(target) / html.name)
+    print("artifacts in", tmp_path)
 
 
 def test_browser_restore_and_download(page, uploads, tmp_path):
@@ -292,9 +303,7 @@ def test_browser_bad_upload_shows_an_error(page, uploads, tmp_path):
     try:
         page.get_by_text(BAD_REASON).first.wait_for()
     except Exception:
-        _screenshot(page, tmp_path, "demo-bad-upload-FAILED.png")
-        (tmp_path / "page.html").write_text(page.content())
-        print("artifacts in", tmp_path)
+        _save_failure(page, tmp_path, "demo-bad-upload-FAILED")
         raise
     assert "Traceback" not in page.content()
     _screenshot(page, tmp_path, "demo-bad-upload.png")

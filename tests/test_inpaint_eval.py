@@ -1,4 +1,4 @@
-"""Inpainting evaluation: `authface degrade --preset mask|old-photo`, metrics inside / outside the mask, bad masks,
+"""Inpainting evaluation: `authface degrade --preset mask|old-photo|paint`, metrics inside / outside the mask, bad masks,
 and benchmarks/bench_inpaint.py end to end (OpenCV baselines)."""
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ import pytest
 
 from authface import io
 from authface.data.benchmark import MASK_DIR, degradation_factors, replay
+from authface.data.occlusions import DAMAGE_PARAMS_VERSION, MASK_PARAMS_VERSION, PAINT_PARAMS_VERSION
 from authface.eval.evaluate import evaluate
 from authface.eval.fr import PSNR_CAP_DB
 from authface.eval.masks import MaskError, read_mask, region_scores
@@ -76,6 +77,8 @@ def test_degrade_occlusion_preset_writes_masks_and_replays_byte_identically(tmp_
     }
     lines = [json.loads(s) for s in (a / "metadata.jsonl").read_text().splitlines()]
     assert lines[0]["preset"] == preset and lines[0]["mask_dir"] == MASK_DIR
+    versions = {"mask": MASK_PARAMS_VERSION, "old-photo": DAMAGE_PARAMS_VERSION, "paint": PAINT_PARAMS_VERSION}
+    assert lines[0]["params_version"] == versions[preset]
     for rec in lines[1:]:
         hq = io.read_image(a / rec["gt"]).rgb
         lq, mask = io.read_image(a / rec["lq"]).rgb, io.read_image(a / rec["mask"]).rgb[..., 0]
@@ -87,9 +90,10 @@ def test_degrade_occlusion_preset_writes_masks_and_replays_byte_identically(tmp_
             far = cv2.dilate(mask, np.ones((9, 9), np.uint8)) == 0
             assert not changed[far].any() and changed[mask > 0].mean() > 0.5
             assert rec["params"]["style"] and 0 < degradation_factors(rec["params"])["face_coverage"] <= 1
-        elif preset == "paint":  # flat paint inside the strokes, nothing changed outside
+        elif preset == "paint":  # flat paint inside the strokes (anti-aliased rims aside), nothing changed outside
             assert np.array_equal(lq[mask == 0], hq[mask == 0])
-            assert 0 < degradation_factors(rec["params"])["paint_area"] <= 1
+            flat = np.abs(lq[mask > 0].astype(int) - np.round(np.asarray(rec["params"]["color"]) * 255)).max(-1) <= 1
+            assert flat.mean() > 0.5 and 0 < degradation_factors(rec["params"])["paint_area"] <= 1
         else:
             assert 0 < degradation_factors(rec["params"])["damage_area"] <= 1
     # another seed in the same folder is refused; a different preset's settings too
@@ -109,6 +113,13 @@ def test_degrade_occlusion_settings_from_the_command_line(tmp_path, hq_dir):
     assert (
         _run(["degrade", str(hq_dir), "-o", str(tmp_path / "c"), "--preset", "mask", "--set", "nope=1"]) == 2
     )
+    paint = tmp_path / "p"  # the paint preset's PaintSettings, from --set
+    assert _run(["degrade", str(hq_dir), "-o", str(paint), "--preset", "paint", "--set", "white_prob=1",
+                 "--set", "stroke_count=[1, 1]"]) == 0  # fmt: skip
+    lines = [json.loads(s) for s in (paint / "metadata.jsonl").read_text().splitlines()]
+    assert lines[0]["config"]["white_prob"] == 1.0
+    assert all(r["params"]["color"] == [1.0, 1.0, 1.0] and len(r["params"]["strokes"]) == 1 for r in lines[1:])
+    assert _run(["degrade", str(hq_dir), "-o", str(tmp_path / "q"), "--preset", "paint", "--set", "styles=[n95]"]) == 2
 
 
 # -------------------------------------------------------------------------------------- in-mask known answers

@@ -288,3 +288,21 @@ def test_paint_bad_inputs_name_the_argument():
         apply_paint_params(img, {**params, "strokes": None})
     with pytest.raises(ValueError, match="version"):
         apply_paint_params(img, {**params, "version": 99})
+    stroke = params["strokes"][0]
+    for bad, what in (({"width": 1e6}, "width"), ({"width": float("nan")}, "width"),
+                      ({"points": [[1, 2, 3]]}, "points"), ({"points": [[np.nan, 2]]}, "points")):  # fmt: skip
+        with pytest.raises(ValueError, match=what):
+            apply_paint_params(img, {**params, "strokes": [{**stroke, **bad}]})
+    with pytest.raises(ValueError, match="color"):
+        apply_paint_params(img, {**params, "color": [np.nan, 0, 0]})
+
+
+def test_paint_strokes_stay_in_the_image_and_unmet_coverage_is_logged(caplog):
+    spread = PaintSettings(centre_spread=1.0, vertices=(2, 2), coverage=(0.0, 1.0))
+    for seed in range(20):  # strokes may start anywhere, but never outside the image
+        params = sample_paint_params(np.random.default_rng(seed), (40, 120), spread)
+        pts = np.array([p for s in params["strokes"] for p in s["points"]])
+        assert (pts >= 0).all() and (pts[:, 0] <= 119).all() and (pts[:, 1] <= 39).all() and params["coverage"] > 0
+    with caplog.at_level("WARNING", logger="authface.data.occlusions.paint"):
+        params = sample_paint_params(np.random.default_rng(0), (2, 2))  # any stroke covers the whole image
+    assert params["coverage"] == 1.0 and "no draw in 20 met coverage" in caplog.text

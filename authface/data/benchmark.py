@@ -3,7 +3,7 @@ clean aligned faces::
 
     BENCH/lq/<relative path>.png    LQ (lossless PNG: exactly the sampled degradation), same size as the HQ
     BENCH/gt/<relative path>        the HQ file itself, copied byte for byte (or linked: gt_mode)
-    BENCH/mask/<relative path>.png  (presets ``mask`` and ``old-photo`` only) the occlusion mask, same size:
+    BENCH/mask/<relative path>.png  (presets ``mask``, ``old-photo``, ``paint`` only) the occlusion mask, same size:
                                     white (255) = the region to fill, black (0) = known; stored as RGB PNG
     BENCH/metadata.jsonl            line 1: {"type": "benchmark", preset, config, seed, rng, versions, ...};
                                     then one {"type": "image", rel, key, hq, hq_sha256, lq, lq_sha256, gt, size,
@@ -268,9 +268,10 @@ def _write_metadata(path: Path, header: dict, records: Mapping[str, dict]) -> No
 
 def _header(preset: str, seed: int, cfg: Any, gt_mode: str, hq_root: str | None) -> dict:
     from authface.data.degradations import PARAMS_VERSION
-    from authface.data.occlusions import DAMAGE_PARAMS_VERSION, MASK_PARAMS_VERSION
+    from authface.data.occlusions import DAMAGE_PARAMS_VERSION, MASK_PARAMS_VERSION, PAINT_PARAMS_VERSION
 
-    version = {"mask": MASK_PARAMS_VERSION, "old-photo": DAMAGE_PARAMS_VERSION}.get(preset, PARAMS_VERSION)
+    versions = {"mask": MASK_PARAMS_VERSION, "old-photo": DAMAGE_PARAMS_VERSION, "paint": PAINT_PARAMS_VERSION}
+    version = versions.get(preset, PARAMS_VERSION)
     header = {
         "type": "benchmark", "format": METADATA_FORMAT, "preset": preset, "seed": int(seed),
         "config": json.loads(json.dumps(to_dict(cfg))), "params_version": version, "gt_mode": gt_mode,
@@ -389,8 +390,8 @@ def build_benchmark(
         hq: a folder (walked recursively with :func:`authface.io.discover_inputs`) or explicit
             ``(path, relative path)`` pairs.
         preset: one of :data:`BENCHMARK_PRESETS`: a degradation preset
-            (:data:`authface.data.degradations.PRESETS`) or an occlusion preset (``mask``, ``old-photo``: a mask
-            per image in ``mask/``).
+            (:data:`authface.data.degradations.PRESETS`) or an occlusion preset (``mask``, ``old-photo``,
+            ``paint``: a mask per image in ``mask/``).
         seed: the benchmark seed (>= 0).
         workers: processes (1: in this process).
         overwrite: re-make files that exist; without it an existing LQ/GT file is kept when the metadata says it was
@@ -399,8 +400,9 @@ def build_benchmark(
             ``symlink`` or ``hardlink``.
         max_pixels: refuse larger images (decompression bombs); None: :data:`authface.io.DEFAULT_MAX_PIXELS`.
         progress: called with (done, total) after each image.
-        settings: occlusion presets only: :class:`~authface.data.occlusions.FaceMaskSettings` (``mask``) or
-            :class:`~authface.data.occlusions.DamageSettings` (``old-photo``); None: the defaults. Recorded in the
+        settings: occlusion presets only: :class:`~authface.data.occlusions.FaceMaskSettings` (``mask``),
+            :class:`~authface.data.occlusions.DamageSettings` (``old-photo``) or
+            :class:`~authface.data.occlusions.PaintSettings` (``paint``); None: the defaults. Recorded in the
             metadata header (other settings in the same folder need ``overwrite``).
 
     Raises:

@@ -55,7 +55,7 @@ PAGE_KEYS: tuple[tuple[str, str], ...] = (
     ("face.aligned", "Inputs are aligned face crops (no detection)"),
     ("sampler.colorize", "Colourise gray and sepia photos (off: keep their tone)"),
     ("sampler.task", "Task: restore, or old-photo (fill scratches and tears, then restore)"),
-    ("io.mask", "Fill what hides a face: none, or auto (the model folder's mask segmenter finds face masks and damage)"),
+    ("io.mask", "Fill what hides a face: none, or auto (the model folder's mask segmenter finds face masks, damage and paint)"),
     ("face.crop_size", "Face crop size (pixels, multiple of 8; empty: the model's own)"),
     ("sampler.seed", "Seed"),
 )

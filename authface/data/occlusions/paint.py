@@ -12,6 +12,7 @@ outside the mask; inside the strokes' cores it is the flat paint colour.
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import numpy as np
@@ -27,18 +28,20 @@ __all__ = ["PAINT_PARAMS_VERSION", "apply_paint_params", "paint_mask", "paint_st
 #: Version of the dicts written by :func:`sample_paint_params`; :func:`apply_paint_params` refuses others.
 PAINT_PARAMS_VERSION = 1
 
+logger = logging.getLogger(__name__)
+
 _MIN_ALPHA = 1.0 / 255.0  # weaker coverage is dropped, so the image changes only inside the mask
 
 
 def _sample_stroke(rng: np.random.Generator, h: int, w: int, cfg: PaintSettings) -> dict[str, Any]:
     side = min(h, w)
-    centre = np.array([(w - 1) / 2, (h - 1) / 2])
-    point = centre + rng.uniform(-1, 1, 2) * cfg.centre_spread * side
+    centre, top = np.array([(w - 1) / 2, (h - 1) / 2]), [w - 1, h - 1]
+    point = np.clip(centre + rng.uniform(-1, 1, 2) * cfg.centre_spread * side, [0, 0], top)
     points = [point]
     for _ in range(int(rng.integers(*cfg.vertices, endpoint=True)) - 1):
         angle = rng.uniform(0, 2 * np.pi)
         step = rng.uniform(*cfg.segment) * side
-        point = np.clip(point + step * np.array([np.cos(angle), np.sin(angle)]), [0, 0], [w - 1, h - 1])
+        point = np.clip(point + step * np.array([np.cos(angle), np.sin(angle)]), [0, 0], top)
         points.append(point)
     return {"points": np.asarray(points).tolist(), "width": max(float(rng.uniform(*cfg.width) * side), 1.0)}
 
@@ -51,10 +54,22 @@ def _colour(rng: np.random.Generator, white_prob: float) -> list[float]:
     return [float(v) for v in rng.uniform(0, 1, 3)]
 
 
+def _check_stroke(stroke: Any, shape: tuple[int, int]) -> tuple[np.ndarray, float]:
+    """``(points float64 (n, 2), width)`` of a recorded stroke; ValueError when it is not one."""
+    points = np.asarray(stroke["points"], dtype=np.float64)
+    width = float(stroke["width"])
+    if points.ndim != 2 or points.shape[1] != 2 or len(points) < 1 or not np.isfinite(points).all():
+        raise ValueError(f"stroke points must be a finite (n, 2) array of (x, y), got shape {points.shape}")
+    if not (np.isfinite(width) and 1.0 <= width <= 2 * max(shape)):
+        raise ValueError(f"stroke width must be in [1, {2 * max(shape)}] pixels, got {width}")
+    return points, width
+
+
 def _alpha(shape: tuple[int, int], strokes: list[dict[str, Any]]) -> np.ndarray:
     alpha = np.zeros(shape, np.float32)
     for s in strokes:
-        alpha = np.maximum(alpha, rasterize_lines(shape, [np.asarray(s["points"])], s["width"]))
+        points, width = _check_stroke(s, shape)
+        alpha = np.maximum(alpha, rasterize_lines(shape, [points], width))
     return np.where(alpha >= _MIN_ALPHA, alpha, 0).astype(np.float32)
 
 
@@ -65,7 +80,8 @@ def sample_paint_params(
 
     Returns a JSON-ready dict (``strokes``: polylines in pixel coordinates and widths; ``color``: RGB in
     ``[0, 1]``; ``coverage``: fraction of the image under the mask) for :func:`apply_paint_params`. Strokes are
-    redrawn until the coverage lies in ``settings.coverage`` (at most ``max_tries`` draws; then the closest).
+    redrawn until the coverage lies in ``settings.coverage`` (at most ``max_tries`` draws; then the closest,
+    logged).
 
     Raises:
         ValueError: a bad ``rng``, ``image_shape`` or ``settings``.
@@ -86,6 +102,9 @@ def sample_paint_params(
         if miss == 0.0:
             break
     assert best is not None
+    if best[0] > 0:
+        logger.warning("paint: no draw in %d met coverage [%.3f, %.3f] (closest %.3f)", cfg.max_tries, lo, hi,
+                       best[1])  # fmt: skip
     return {"version": PAINT_PARAMS_VERSION, "image_shape": [h, w], "strokes": best[2],
             "color": _colour(rng, cfg.white_prob), "coverage": best[1]}  # fmt: skip
 
@@ -114,6 +133,8 @@ def apply_paint_params(img: np.ndarray, params: dict[str, Any]) -> tuple[np.ndar
         colour = np.asarray(params["color"], np.float32).reshape(3)
     except (KeyError, TypeError, ValueError) as e:
         raise ValueError(f"params is not a paint parameter dict ({type(e).__name__}: {e})") from None
+    if not np.isfinite(colour).all():
+        raise ValueError(f"params color must be a finite RGB triple in [0, 1], got {params['color']!r}")
     x = img.astype(np.float32) * np.float32(1 / 255)
     out = np.round(np.clip(composite(x, np.broadcast_to(colour, x.shape), alpha), 0, 1) * 255).astype(
         np.uint8

@@ -232,7 +232,8 @@ class PaintSettings(_Settings):
     width: tuple[float, float] = (0.05, 0.15)
     """Brush width, fraction of the shorter side (at least 1 pixel)."""
     centre_spread: float = 0.3
-    """Strokes start within this fraction of the shorter side from the image centre (the face of an aligned crop)."""
+    """Strokes start at most this fraction of the shorter side from the image centre along x and along y (the face
+    of an aligned crop), clipped to the image."""
     white_prob: float = 0.8
     """Probability of white paint (as CodeFormer's and PGDiff's masked faces); else black (a third) or a colour."""
     coverage: tuple[float, float] = (0.03, 0.45)
