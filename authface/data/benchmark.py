@@ -12,20 +12,9 @@ clean aligned faces::
                                     byte); occlusion presets add mask, mask_sha256 and mask_area (fraction of
                                     the image under the mask)
 
-Presets: the degradation presets of :data:`authface.data.degradations.PRESETS` (blind restoration), and the
-:data:`OCCLUSION_PRESETS` (inpainting, from :mod:`authface.data.occlusions`): ``mask`` draws one synthetic face
-mask per image (style drawn from :class:`~authface.data.occlusions.FaceMaskSettings`), ``old-photo`` ages the image
-(scratches, creases, tears, stains with their mask; gray, yellowing, fading, grain without), ``paint`` paints
-free-form brush strokes (:class:`~authface.data.occlusions.PaintSettings`). The face mask is placed
-from the FFHQ template landmarks (:func:`authface.face.face_template`, scaled to the image; non-square images get
-it stretched): the inputs are aligned crops, so the template is where the eyes, nose and mouth are to within a few
-pixels, and a benchmark does not depend on whether dlib is installed (the landmarks used are in every record's
-params; dlib's 68 points would change the masks from one machine to the next).
-
-Each image's generator is ``numpy.random.default_rng(SeedSequence([seed, *w]))`` with ``w`` the eight 32-bit words of
-``sha256(relative path)``: adding images to the HQ folder changes no existing LQ, the same seed gives byte-identical
-files (no timestamps are stored), and workers do not change the result. Nothing here prints; per-file failures are
-returned in :class:`BenchmarkResult`.
+The presets, each image's generator, occlusion, replay and degradation factors are in
+:mod:`authface.data.bench_presets` (re-exported here). Nothing here prints; per-file failures are returned in
+:class:`BenchmarkResult`.
 """
 
 from __future__ import annotations
@@ -33,14 +22,27 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import struct
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 from authface import io
-from authface.config import DegradationPreset, choices, to_dict
+from authface.config import choices, to_dict
+
+from .bench_presets import (
+    BENCHMARK_PRESETS,
+    OCCLUSION_PRESETS,
+    BenchmarkPreset,
+    OcclusionPreset,
+    bench_rng,
+    degradation_factors,
+    occlude_image,
+    occlusion_params_version,
+    occlusion_settings,
+    occlusion_settings_class,
+    replay,
+)
 
 __all__ = [
     "BENCHMARK_PRESETS",
@@ -69,13 +71,6 @@ METADATA_FORMAT = 1
 GTMode = Literal["copy", "symlink", "hardlink"]
 GT_MODES: tuple[str, ...] = choices(GTMode)
 _SETTINGS_KEYS = ("preset", "seed", "config", "gt_mode", "format")
-#: Inpainting benchmarks: synthetic face masks, old-photo damage, painted strokes (each image gets a mask in
-#: ``mask/``).
-OcclusionPreset = Literal["mask", "old-photo", "paint"]
-OCCLUSION_PRESETS: tuple[str, ...] = choices(OcclusionPreset)
-#: Every preset of ``authface degrade``: the degradation presets, then the occlusion presets.
-BenchmarkPreset = Literal[DegradationPreset, OcclusionPreset]
-BENCHMARK_PRESETS: tuple[str, ...] = choices(BenchmarkPreset)
 #: The benchmark subfolder of the masks (white = region to fill).
 MASK_DIR = "mask"
 _LANDMARKS_NOTE = "FFHQ template (authface.face.face_template) scaled to the image size"
@@ -95,91 +90,6 @@ class BenchmarkResult:
     kept: list[str] = field(default_factory=list)
     failed: list[tuple[str, str]] = field(default_factory=list)
     metadata: Path | None = None
-
-
-def bench_rng(seed: int, rel: str):
-    """The generator of one benchmark image: depends only on ``seed`` and the POSIX relative path ``rel``."""
-    import numpy as np
-
-    words = struct.unpack("<8I", hashlib.sha256(rel.encode("utf-8")).digest())
-    return np.random.default_rng(np.random.SeedSequence([int(seed), *words]))
-
-
-def occlusion_settings_class(preset: str) -> type:
-    """The settings class of an occlusion preset: ``FaceMaskSettings`` (mask), ``DamageSettings`` (old-photo) or
-    ``PaintSettings`` (paint), from :mod:`authface.data.occlusions`.
-
-    Raises:
-        ValueError: ``preset`` is not one of :data:`OCCLUSION_PRESETS`.
-    """
-    from authface.data.occlusions import DamageSettings, FaceMaskSettings, PaintSettings
-
-    classes = {"mask": FaceMaskSettings, "old-photo": DamageSettings, "paint": PaintSettings}
-    if preset not in classes:
-        raise ValueError(f"occlusion preset must be one of {', '.join(OCCLUSION_PRESETS)}, got {preset!r}")
-    return classes[preset]
-
-
-def _occlusion_settings(preset: str, settings: Any = None) -> Any:
-    """The settings object of an occlusion preset (``settings`` when given, checked for its class)."""
-    cls = occlusion_settings_class(preset)
-    if settings is None:
-        return cls()
-    if not isinstance(settings, cls):
-        raise ValueError(f"preset {preset!r} takes {cls.__name__} settings, got {type(settings).__name__}")
-    settings.validate()
-    return settings
-
-
-def _template_landmarks(h: int, w: int):
-    """The 5 FFHQ template points scaled to an ``h`` x ``w`` image: float32 (5, 2), pixels."""
-    import numpy as np
-
-    from authface.face import face_template
-
-    return face_template(512) * np.array([w / 512.0, h / 512.0], np.float32)
-
-
-def occlude_image(img, rng, preset: str, settings: Any = None) -> tuple[Any, Any, dict[str, Any]]:
-    """Occlude one clean aligned face like the ``mask`` / ``old-photo`` / ``paint`` benchmark presets.
-
-    Args:
-        img: uint8 RGB ``(H, W, 3)``.
-        rng: a :class:`numpy.random.Generator` (the only randomness).
-        preset: ``"mask"`` (:func:`~authface.data.occlusions.occlude_face` with a drawn style, placed from the
-            FFHQ template landmarks), ``"old-photo"`` (:func:`~authface.data.occlusions.damage_photo`) or
-            ``"paint"`` (:func:`~authface.data.occlusions.paint_strokes`).
-        settings: :class:`~authface.data.occlusions.FaceMaskSettings` / ``DamageSettings`` / ``PaintSettings``;
-            None: defaults.
-
-    Returns:
-        ``(occluded uint8 (H, W, 3), mask uint8 (H, W) in {0, 255} (255 = to fill), JSON-ready params)``.
-
-    Raises:
-        ValueError: an unknown preset, a bad image or settings.
-    """
-    from authface.data.occlusions import damage_photo, occlude_face, paint_strokes
-
-    if preset not in OCCLUSION_PRESETS:
-        raise ValueError(f"occlusion preset must be one of {', '.join(OCCLUSION_PRESETS)}, got {preset!r}")
-    cfg = _occlusion_settings(preset, settings)
-    if preset == "mask":
-        h, w = img.shape[:2]
-        return occlude_face(img, _template_landmarks(h, w), rng, None, cfg)
-    return (paint_strokes if preset == "paint" else damage_photo)(img, rng, cfg)
-
-
-def replay(hq, preset: str, params: Mapping[str, Any]) -> tuple[Any, Any]:
-    """The LQ image (and mask) of one benchmark record again: ``(lq uint8 (H, W, 3), mask uint8 (H, W) or
-    None)`` from the HQ image and the record's ``params``, byte-identical to the benchmark's files."""
-    if preset in OCCLUSION_PRESETS:
-        from authface.data.occlusions import apply_damage_params, apply_mask_params, apply_paint_params
-
-        apply = {"mask": apply_mask_params, "old-photo": apply_damage_params, "paint": apply_paint_params}
-        return apply[preset](hq, dict(params))
-    from authface.data.degradations import degrade_from_params
-
-    return degrade_from_params(hq, dict(params)), None
 
 
 def _sha256(path: Path) -> str:
@@ -268,10 +178,8 @@ def _write_metadata(path: Path, header: dict, records: Mapping[str, dict]) -> No
 
 def _header(preset: str, seed: int, cfg: Any, gt_mode: str, hq_root: str | None) -> dict:
     from authface.data.degradations import PARAMS_VERSION
-    from authface.data.occlusions import DAMAGE_PARAMS_VERSION, MASK_PARAMS_VERSION, PAINT_PARAMS_VERSION
 
-    versions = {"mask": MASK_PARAMS_VERSION, "old-photo": DAMAGE_PARAMS_VERSION, "paint": PAINT_PARAMS_VERSION}
-    version = versions.get(preset, PARAMS_VERSION)
+    version = occlusion_params_version(preset) if preset in OCCLUSION_PRESETS else PARAMS_VERSION
     header = {
         "type": "benchmark", "format": METADATA_FORMAT, "preset": preset, "seed": int(seed),
         "config": json.loads(json.dumps(to_dict(cfg))), "params_version": version, "gt_mode": gt_mode,
@@ -419,7 +327,7 @@ def build_benchmark(
     if gt_mode not in GT_MODES:
         raise ValueError(f"gt_mode must be one of {', '.join(GT_MODES)}, got {gt_mode!r}")
     if preset in OCCLUSION_PRESETS:
-        cfg = _occlusion_settings(preset, settings)
+        cfg = occlusion_settings(preset, settings)
     elif settings is not None:
         raise ValueError(
             f"settings are for the occlusion presets ({', '.join(OCCLUSION_PRESETS)}), not {preset!r}"
@@ -465,45 +373,3 @@ def build_benchmark(
     result.kept.sort()
     result.failed.sort()
     return result
-
-
-def _kernel_sigma(k: Mapping | None) -> float:
-    if not k or k.get("kind") == "sinc":
-        return 0.0
-    return float(max(k.get("sigma_x") or 0.0, k.get("sigma_y") or 0.0))
-
-
-def _noise_level(n: Mapping | None) -> float:
-    if not n:
-        return 0.0
-    return float(n["sigma"]) if n.get("type") == "gaussian" else float(n.get("scale", 0.0)) * 100.0
-
-
-def degradation_factors(params: Mapping[str, Any]) -> dict[str, float]:
-    """Scalar strengths of one sampled degradation (:func:`authface.data.degradations.sample_params`):
-    ``blur_sigma`` (largest kernel sigma in pixels, 0 without blur), ``scale`` (downsampling factor), ``noise``
-    (Gaussian sigma on 0..255, or Poisson scale x 100, 0 without), ``jpeg`` (quality, 100 without).
-
-    Occlusion params: ``face_coverage`` (fraction of the face region under a face mask) for ``mask``;
-    ``damage_area`` (fraction of the image under the damage mask) for ``old-photo``; ``paint_area`` (fraction of
-    the image under the strokes) for ``paint``."""
-    if "style" in params and "coverage" in params:
-        return {"face_coverage": float(params["coverage"])}
-    if "elements" in params and "coverage" in params:
-        return {"damage_area": float(params["coverage"])}
-    if "strokes" in params and "coverage" in params:
-        return {"paint_area": float(params["coverage"])}
-    if params.get("pipeline") == "second_order":
-        first, second, final = params["first"], params["second"], params["final"]
-        return {
-            "blur_sigma": max(_kernel_sigma(first.get("blur")), _kernel_sigma(second.get("blur"))),
-            "scale": float(params["sr_scale"]),
-            "noise": max(_noise_level(first.get("noise")), _noise_level(second.get("noise"))),
-            "jpeg": float(min([q["quality"] for q in (first.get("jpeg"), final.get("jpeg")) if q] or [100])),
-        }
-    return {
-        "blur_sigma": _kernel_sigma(params.get("blur")),
-        "scale": float(params["downsample"]["scale"]),
-        "noise": _noise_level(params.get("noise")),
-        "jpeg": float(params["jpeg"]["quality"]) if params.get("jpeg") else 100.0,
-    }
