@@ -42,8 +42,8 @@ logger = logging.getLogger(__name__)
 
 
 @dataclass
-class TrainingRun:
-    """Everything the loop works with, after ``accelerator.prepare``."""
+class RunBase:
+    """What every training task's run holds (:func:`begin_run` and :func:`end_epochs` work on it)."""
 
     cfg: TrainConfig
     out: Path
@@ -52,6 +52,17 @@ class TrainingRun:
     data: TrainingData
     loader: Any
     """The prepared loader (shards batches across processes)."""
+
+    @property
+    def steps_per_epoch(self) -> int:
+        """Optimiser steps per epoch (at least 1)."""
+        return steps_per_epoch(self.loader, self.cfg.optim.gradient_accumulation_steps)
+
+
+@dataclass
+class TrainingRun(RunBase):
+    """Everything the restorer's loop works with, after ``accelerator.prepare``."""
+
     comps: dict
     """The components from :func:`~.components.load_components` (frozen parts on the device)."""
     unet: Any
@@ -76,11 +87,6 @@ class TrainingRun:
     def one_step_timestep(self) -> int | None:
         """t* of a one-step run (``model.one_step``), else None."""
         return getattr(self.objective, "timestep", None)
-
-    @property
-    def steps_per_epoch(self) -> int:
-        """Optimiser steps per epoch (at least 1)."""
-        return steps_per_epoch(self.loader, self.cfg.optim.gradient_accumulation_steps)
 
 
 def train(
@@ -123,9 +129,8 @@ def train(
     return run.out
 
 
-def begin_run(run, progress: Callable[[dict], None] | None, project: str) -> ResumePoint:
-    """What every training task does before its first step, on a set-up ``run`` (its ``cfg``, ``accelerator``,
-    ``out``, ``tracker``, ``steps_per_epoch``): resume from ``output.resume_from_checkpoint`` (the checkpoint's task
+def begin_run(run: RunBase, progress: Callable[[dict], None] | None, project: str) -> ResumePoint:
+    """What every training task does before its first step, on a set-up ``run``: resume from ``output.resume_from_checkpoint`` (the checkpoint's task
     checked), start the tracker as ``project``, create ``out`` and repair a half-written ``train_log.jsonl`` (main
     process), keep ``progress`` on the main process only (``run.progress``) and send its start event. Returns where
     training starts."""
@@ -144,7 +149,7 @@ def begin_run(run, progress: Callable[[dict], None] | None, project: str) -> Res
     return start
 
 
-def end_epochs(run, start: ResumePoint, last: int) -> None:
+def end_epochs(run: RunBase, start: ResumePoint, last: int) -> None:
     """After the last optimiser step ``last``: the final checkpoint (:func:`~.checkpoints.save_final_checkpoint`)."""
     o = run.cfg.output
     save_final_checkpoint(run.accelerator, run.out, last, start.global_step, o.checkpointing_steps,

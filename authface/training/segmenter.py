@@ -34,8 +34,8 @@ from ..config import TrainConfig
 from ..models.mask_segmenter import SUBFOLDER, MaskSegmenter
 from .checkpoints import ResumePoint, save_checkpoint
 from .components import check_optimizer, make_optimizer
-from .data import TrainingData, make_training_data, steps_per_epoch
-from .loop import begin_run, end_epochs, make_accelerator
+from .data import make_training_data
+from .loop import RunBase, begin_run, end_epochs, make_accelerator
 from .tracking import log_step, tracker_name
 
 logger = logging.getLogger(__name__)
@@ -60,21 +60,11 @@ def segmentation_losses(logits: torch.Tensor, mask: torch.Tensor) -> dict[str, t
 
 
 @dataclass
-class _SegmenterRun:
-    cfg: TrainConfig
-    out: Path
-    accelerator: Any
-    tracker: str | None
-    data: TrainingData
-    loader: Any
+class _SegmenterRun(RunBase):
     model: Any
     optimizer: Any
     lr_scheduler: Any
     progress: Callable[[dict], None] | None = None
-
-    @property
-    def steps_per_epoch(self) -> int:
-        return steps_per_epoch(self.loader, self.cfg.optim.gradient_accumulation_steps)
 
 
 def train_segmenter(cfg: TrainConfig, *, save_model: bool = True, progress: Callable[[dict], None] | None = None
