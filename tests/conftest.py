@@ -87,3 +87,24 @@ def train_script():
     spec.loader.exec_module(script)
     return script.main
 
+
+
+@pytest.fixture()
+def straight_and_resumed(tmp_path):
+    """``run(make_cfg, steps, every) -> (straight, resumed)``: the output folders of one training run of ``steps``
+    optimiser steps straight through (``tmp_path/"full"``) and of the same run stopped at step ``every`` and resumed
+    from ``latest`` (``tmp_path/"part"``); ``make_cfg(out, *overrides)`` builds each TrainConfig, checkpoints every
+    ``every`` steps, all kept."""
+
+    def run(make_cfg, steps: int, every: int):
+        from authface.training import train
+
+        common = ("optim.learning_rate=1e-3", f"output.checkpointing_steps={every}",
+                  "output.checkpoints_total_limit=null")  # fmt: skip
+        straight = train(make_cfg(tmp_path / "full", f"optim.max_steps={steps}", *common))
+        part = tmp_path / "part"
+        train(make_cfg(part, f"optim.max_steps={every}", *common))
+        resumed = train(make_cfg(part, f"optim.max_steps={steps}", "output.resume_from_checkpoint=latest", *common))
+        return straight, resumed
+
+    return run

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import shutil
 from pathlib import Path
@@ -99,24 +100,18 @@ def test_a_few_cpu_steps_lower_the_loss_and_raise_iou(dataset, tmp_path):
     assert [p.name for p in out.glob("checkpoint-*")] == ["checkpoint-40"]  # the run's end (none periodic)
 
 
-def test_resume_reaches_the_same_weights(dataset, tmp_path):
+def test_resume_reaches_the_same_weights(dataset, straight_and_resumed):
     from safetensors.torch import load_file
 
-    from authface.training import train
-
-    common = ("optim.learning_rate=1e-3", "output.checkpointing_steps=3", "output.checkpoints_total_limit=null")
-    full = train(_cfg(dataset, tmp_path / "full", "optim.max_steps=6", *common))
-    part = tmp_path / "part"
-    train(_cfg(dataset, part, "optim.max_steps=3", *common))
-    resumed = train(_cfg(dataset, part, "optim.max_steps=6", "output.resume_from_checkpoint=latest", *common))
-    assert sorted(p.name for p in part.glob("checkpoint-*")) == ["checkpoint-3", "checkpoint-6"]
+    full, resumed = straight_and_resumed(functools.partial(_cfg, dataset), steps=6, every=3)
+    assert sorted(p.name for p in resumed.glob("checkpoint-*")) == ["checkpoint-3", "checkpoint-6"]
     a = load_file(full / SUBFOLDER / "diffusion_pytorch_model.safetensors")
     b = load_file(resumed / SUBFOLDER / "diffusion_pytorch_model.safetensors")
     assert a.keys() == b.keys()
     worst = max((a[k] - b[k]).abs().max().item() for k in a)
     assert worst < 1e-6, worst
-    assert [r["step"] for r in _log(part)] == [1, 2, 3, 4, 5, 6]
-    assert [r["loss"] for r in _log(part)][3:] == pytest.approx([r["loss"] for r in _log(full)][3:], abs=1e-6)
+    assert [r["step"] for r in _log(resumed)] == [1, 2, 3, 4, 5, 6]
+    assert [r["loss"] for r in _log(resumed)][3:] == pytest.approx([r["loss"] for r in _log(full)][3:], abs=1e-6)
 
 
 def test_restore_mask_auto_and_old_photo_run_end_to_end(tiny_model_dir, astronaut, tmp_path, capsys):

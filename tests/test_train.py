@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import socket
@@ -483,13 +484,8 @@ def test_one_step_losses_are_deterministic_for_a_fixed_timestep(dataset, tmp_pat
     assert a.pred_x0.shape == a.latents.shape and a.loss.requires_grad
 
 
-def test_one_step_resume_reaches_the_same_state(dataset, tmp_path):
-    common = ("optim.learning_rate=1e-3", "output.checkpointing_steps=3", "output.checkpoints_total_limit=null")
-    full = train(_one_step_cfg(dataset, tmp_path / "full", "optim.max_steps=6", *common))
-    part = tmp_path / "part"
-    train(_one_step_cfg(dataset, part, "optim.max_steps=3", *common))
-    resumed = train(_one_step_cfg(dataset, part, "optim.max_steps=6", "output.resume_from_checkpoint=latest",
-                                  *common))  # fmt: skip
+def test_one_step_resume_reaches_the_same_state(dataset, straight_and_resumed):
+    full, resumed = straight_and_resumed(functools.partial(_one_step_cfg, dataset), steps=6, every=3)
     a, b = _trained_state(full), _trained_state(resumed)
     assert a.keys() == b.keys()
     worst = max((a[k].float() - b[k].float()).abs().max().item() for k in a)

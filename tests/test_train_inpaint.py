@@ -3,6 +3,7 @@ composite, exact resume, and restoring with the trained model, on tiny random co
 
 from __future__ import annotations
 
+import functools
 import json
 from pathlib import Path
 
@@ -88,19 +89,16 @@ def test_control_image_carries_the_mask(dataset, tmp_path):
     assert control.shape == (2, 4, 64, 64) and torch.equal(control[:, 3:], batch["mask"])
 
 
-def test_inpaint_training_resumes_exactly(dataset, tmp_path):
-    common = ("optim.learning_rate=1e-3", "output.checkpointing_steps=2", "output.checkpoints_total_limit=null")
-    full = train(_cfg(dataset, tmp_path / "full", "optim.max_steps=4", *common))
-    part = tmp_path / "part"
-    train(_cfg(dataset, part, "optim.max_steps=2", *common))
-    resumed = train(_cfg(dataset, part, "optim.max_steps=4", "output.resume_from_checkpoint=latest", *common))
+def test_inpaint_training_resumes_exactly(dataset, straight_and_resumed):
     from safetensors.torch import load_file
+
+    full, resumed = straight_and_resumed(functools.partial(_cfg, dataset), steps=4, every=2)
 
     for name in (LORA_WEIGHT_NAME, "controlnet/diffusion_pytorch_model.safetensors"):
         a, b = load_file(full / name), load_file(resumed / name)
         worst = max((a[k] - b[k]).abs().max().item() for k in a)
         assert worst < 1e-5, (name, worst)
-    steps = [json.loads(x)["step"] for x in (part / "train_log.jsonl").read_text().splitlines()]
+    steps = [json.loads(x)["step"] for x in (resumed / "train_log.jsonl").read_text().splitlines()]
     assert steps == [1, 2, 3, 4]
     assert json.loads((full / "controlnet" / "config.json").read_text())["conditioning_channels"] == 4
 
